@@ -1,0 +1,1 @@
+"""Built-in whole-vector methods, installed as ``flatvec.algorithms``."""

@@ -1,0 +1,192 @@
+"""The algorithm protocol and the registry that maps names to methods.
+
+An algorithm works on whole vectors. It is a frozen configuration object with two methods:
+
+``init(x, f, g) -> State``
+    the state at the start point; ``State`` is a NamedTuple of fixed-shape tensors whose first
+    three fields are ``x``, ``f``, ``g`` (the current accepted point, value and gradient).
+``step(state, oracle) -> State``
+    one iteration. ``oracle(x) -> (f, g)`` evaluates the objective (``oracle.hvp(x, v)`` gives
+    Hessian-vector products for methods that declare ``needs_hvp``). ``step`` is traced into one
+    compiled function: no Python branching on tensor values, no Python-side state.
+
+Optional state fields the driver understands: ``step_size`` (scalar, reported to callbacks) and
+``failed`` (bool scalar: no acceptable step was found; then ``x, f, g`` must be unchanged).
+
+First-order rules ``x <- update(x, g, slots)`` subclass :class:`UpdateRule`; they are the methods
+that can also run inside ``model.fit`` through ``flatvec.keras.VectorOptimizer``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+import tensorflow as tf
+
+__all__ = [
+    "Algorithm",
+    "Oracle",
+    "RuleState",
+    "UpdateRule",
+    "available_algorithms",
+    "get_algorithm",
+    "register_algorithm",
+]
+
+ENTRY_POINT_GROUP = "flatvec.algorithms"
+
+
+class Oracle(Protocol):
+    """What ``Algorithm.step`` receives: ``oracle(x) -> (f, g)`` and ``oracle.hvp(x, v)``."""
+
+    def __call__(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]: ...
+
+    def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor: ...
+
+
+class Algorithm:
+    """Base class of whole-vector optimization methods (see the module docstring).
+
+    Class attributes declare capabilities: ``needs_hvp`` (``step`` calls ``oracle.hvp``) and
+    ``uses_line_search`` (``step`` re-evaluates the objective at trial points, so it cannot run
+    as a per-batch update inside ``model.fit``).
+    """
+
+    needs_hvp: ClassVar[bool] = False
+    uses_line_search: ClassVar[bool] = True
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> NamedTuple:
+        raise NotImplementedError
+
+    def step(self, state: Any, oracle: Oracle) -> NamedTuple:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (as stored on ``self``), for repr and reports."""
+        params = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in params if k != "self" and hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class RuleState(NamedTuple):
+    """State of an :class:`UpdateRule` run as an algorithm."""
+
+    x: tf.Tensor
+    f: tf.Tensor
+    g: tf.Tensor
+    step_size: tf.Tensor
+    slots: Any
+
+
+class UpdateRule(Algorithm):
+    """A first-order rule ``(x, slots) <- update(x, g, slots, learning_rate=...)``.
+
+    Subclasses implement :meth:`init_slots` and :meth:`update`; ``init``/``step`` follow. The
+    slots (momentum buffers, previous iterates, ...) are a NamedTuple of fixed-shape tensors;
+    ``flatvec.keras.VectorOptimizer`` stores each as a Keras optimizer variable.
+    """
+
+    uses_line_search: ClassVar[bool] = False
+
+    def __init__(self, *, learning_rate: float = 0.01) -> None:
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+
+    def init_slots(self, x: tf.Tensor) -> NamedTuple:
+        """Initial slots for a start point ``x`` (shapes and dtypes must not depend on values)."""
+        raise NotImplementedError
+
+    def update(
+        self, x: tf.Tensor, g: tf.Tensor, slots: Any, *, learning_rate: tf.Tensor
+    ) -> tuple[tf.Tensor, Any]:
+        """The new point and slots."""
+        raise NotImplementedError
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> RuleState:
+        return RuleState(x, f, g, tf.zeros([], x.dtype), self.init_slots(x))
+
+    def step(self, state: RuleState, oracle: Oracle) -> RuleState:
+        lr = tf.constant(self.learning_rate, state.x.dtype)
+        x, slots = self.update(state.x, state.g, state.slots, learning_rate=lr)
+        f, g = oracle(x)
+        return RuleState(x, f, g, lr, slots)
+
+
+# ---------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Algorithm]] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register_algorithm(name: str, cls: type[Algorithm]) -> type[Algorithm]:
+    """Register ``cls`` under ``name`` (what ``algo=name`` resolves to). Returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise TypeError(f"cls: expected an Algorithm subclass, got {cls!r}")
+    _REGISTRY[name.lower()] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    # Built-ins and third-party plugins arrive the same way: the `flatvec.algorithms` group.
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _REGISTRY.setdefault(ep.name.lower(), ep)  # loaded on first use
+
+
+def available_algorithms() -> list[str]:
+    """Names that ``algo=`` accepts (besides ``"scipy:<method>"``)."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def _lookup(name: str) -> type[Algorithm]:
+    _load_entry_points()
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise ValueError(
+            f"algo: unknown algorithm {name!r}; known: {', '.join(available_algorithms())} "
+            "or 'scipy:<method>'"
+        )
+    entry = _REGISTRY[key]
+    if not isinstance(entry, type):
+        entry = _REGISTRY[key] = entry.load()
+    return entry
+
+
+def get_algorithm(algo: str | Algorithm, **options: Any) -> Algorithm:
+    """Resolve ``algo`` (a registered name or an instance) to an :class:`Algorithm`.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the known ones).
+    TypeError
+        ``algo`` of the wrong type, options given with an instance, or options the algorithm
+        does not take.
+    """
+    if isinstance(algo, Algorithm):
+        if options:
+            raise TypeError(
+                f"options {sorted(options)} were given with an Algorithm instance; "
+                "set them on the instance instead"
+            )
+        return algo
+    if not isinstance(algo, str):
+        raise TypeError(
+            f"algo: expected an algorithm name or an Algorithm instance, got {type(algo).__name__}"
+        )
+    cls = _lookup(algo)
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        known = sorted(k for k in accepted if k != "self")
+        raise TypeError(f"algo {algo!r}: unknown option(s) {unknown}; it takes {known}")
+    return cls(**options)

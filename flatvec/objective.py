@@ -1,0 +1,429 @@
+"""Objectives: a problem turned into graph-mode oracles of one 1-D tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import keras
+import tensorflow as tf
+
+from flatvec.data import Batch, FullBatchData, prepare_data
+from flatvec.space import FlatParamSpace
+
+__all__ = ["Objective", "ValueAndGradient"]
+
+
+class ValueAndGradient(NamedTuple):
+    """``f(x)`` and ``∇f(x)``."""
+
+    value: tf.Tensor
+    gradient: tf.Tensor
+
+
+class _Terms(NamedTuple):
+    """Per-batch sums: weighted loss sum, element count, gradient (and Hv) of the sum."""
+
+    loss_sum: tf.Tensor
+    count: tf.Tensor
+    grad: tf.Tensor
+    hvp: tf.Tensor  # empty when no product was asked for (keeps loop structures None-free)
+
+
+def _resolve_loss(loss: Any, model: Any) -> Callable[[Any, Any], tf.Tensor]:
+    """A function ``(y_true, y_pred) -> unreduced losses``."""
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ValueError("loss: none given and the model was not compiled with a loss")
+    if isinstance(loss, str):
+        try:
+            loss = keras.losses.get(loss)
+        except ValueError as err:
+            raise ValueError(f"loss: unknown Keras loss name {loss!r}") from err
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call  # unreduced, keeping the object's options (from_logits, ...)
+    if callable(loss):
+        return loss
+    raise TypeError(
+        f"loss: expected a Keras loss name or object or a callable, got {type(loss).__name__}"
+    )
+
+
+class Objective:
+    """A differentiable scalar objective of one flat 1-D vector, with graph-mode oracles.
+
+    Build one with :meth:`from_function`, :meth:`from_model` or :meth:`from_closure`. Then
+
+    - ``objective(x) -> (f, g)`` and ``objective.hvp(x, v)`` are traceable oracles meant to be
+      called inside a ``tf.function`` (they are what algorithms receive);
+    - :meth:`value_and_gradient` and :meth:`hessian_vector_product` are the same, compiled;
+    - ``nfev``, ``njev``, ``nhev`` count evaluations in ``tf.Variable`` s, so counts stay right
+      inside compiled loops.
+
+    Hessian-vector products are forward-over-reverse (``tf.autodiff.ForwardAccumulator`` around
+    a ``tf.GradientTape``): one extra forward pass, no second backward pass.
+    """
+
+    def __init__(
+        self,
+        *,
+        space: FlatParamSpace | None,
+        dtype: tf.DType,
+        size: int | None,
+        terms: Callable[..., _Terms] | None = None,
+        data: FullBatchData | None = None,
+        fun: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+        jit_compile: bool = False,
+    ) -> None:
+        self._space = space
+        self._dtype = tf.as_dtype(dtype)
+        self._size = size
+        self._terms = terms
+        self._data = data
+        self._fun = fun
+        self._strategy = strategy
+        self._jit_compile = bool(jit_compile)
+        with tf.init_scope():
+            self.nfev = tf.Variable(0, dtype=tf.int64, trainable=False, name="nfev")
+            self.njev = tf.Variable(0, dtype=tf.int64, trainable=False, name="njev")
+            self.nhev = tf.Variable(0, dtype=tf.int64, trainable=False, name="nhev")
+        self._compiled: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_function(
+        cls,
+        fun: Callable[[tf.Tensor], tf.Tensor],
+        *,
+        dtype: Any = tf.float64,
+        size: int | None = None,
+        jit_compile: bool = False,
+    ) -> Objective:
+        """Objective of ``fun(x) -> scalar`` for a 1-D tensor ``x`` (gradient by GradientTape).
+
+        Examples
+        --------
+        >>> import tensorflow as tf, flatvec
+        >>> obj = flatvec.Objective.from_function(lambda x: tf.reduce_sum(x**2))
+        >>> f, g = obj.value_and_gradient(tf.constant([1.0, 2.0], tf.float64))
+        >>> float(f), g.numpy().tolist()
+        (5.0, [2.0, 4.0])
+        """
+        if not callable(fun):
+            raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
+        return cls(space=None, dtype=dtype, size=size, fun=fun, jit_compile=jit_compile)
+
+    @classmethod
+    def from_closure(
+        cls,
+        loss_fn: Callable[[], tf.Tensor],
+        variables: Sequence[tf.Variable],
+        *,
+        dtype: Any = None,
+        allow_unused: bool = False,
+        jit_compile: bool = False,
+    ) -> Objective:
+        """Objective of a zero-argument ``loss_fn`` that reads ``variables``."""
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn: expected a zero-argument callable, got {type(loss_fn)}")
+        space = FlatParamSpace(variables, dtype=dtype)
+
+        def terms(batch: Batch | None, tangents: list[tf.Tensor] | None) -> _Terms:
+            del batch
+            return _differentiate(space, loss_fn, tangents, allow_unused)
+
+        return cls(space=space, dtype=space.dtype, size=space.size, terms=terms,
+                   jit_compile=jit_compile)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        dataset: Any,
+        loss: Any = None,
+        *,
+        batch_size: int | None = None,
+        training: bool = False,
+        in_memory: bool | None = None,
+        dtype: Any = None,
+        allow_unused: bool = False,
+        jit_compile: bool = False,
+    ) -> Objective:
+        """The exact full-batch objective of a Keras model over a whole dataset.
+
+        ``f(w) = (Σ_i s_i ℓ(y_i, model_w(x_i))) / N + Σ model.losses``: the mean per-sample loss
+        over every sample of the dataset (``s_i`` sample weights, 1 if absent; ``N`` the number
+        of loss elements, as Keras' ``sum_over_batch_size``) plus the model's regularization
+        losses. It is streamed batch by batch inside one compiled function, with sums weighted
+        by batch size, so value and gradient do not depend on how the data is batched.
+
+        Parameters
+        ----------
+        model : keras.Model
+            A built model. If it was created under a ``tf.distribute`` strategy's scope, the
+            sweep is distributed with that strategy and the sums are all-reduced.
+        dataset : tf.data.Dataset or tuple of arrays
+            Finite dataset of ``(x, y)`` or ``(x, y, sample_weight)`` batches, or a tuple of
+            arrays (batched with ``batch_size``, default: one batch).
+        loss : str, keras.losses.Loss or callable, optional
+            Default ``model.loss`` of a compiled model. A callable ``loss(y_true, y_pred)``
+            should return per-sample losses; a scalar return is taken as the batch mean.
+        training : bool
+            Passed to the model call (``False``: dropout off, batch norm in inference mode).
+        in_memory : bool, optional
+            Materialize the dataset once (True), stream it every evaluation (False), or decide
+            by size (None, default: up to 1 GiB is materialized).
+        """
+        if not (hasattr(model, "trainable_variables") and callable(model)):
+            raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
+        if not model.built:
+            raise ValueError("model: is not built; call it once or build it before optimizing")
+        loss_fn = _resolve_loss(loss, model)
+        space = FlatParamSpace(model, dtype=dtype)
+        strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+        strategy = strategy or _model_strategy(model)
+        data = prepare_data(
+            dataset,
+            batch_size=batch_size,
+            in_memory=False if strategy is not None else in_memory,
+        )
+        if strategy is not None:
+            data = data._replace(dataset=strategy.experimental_distribute_dataset(data.dataset))
+
+        def batch_loss(batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
+            y_pred = model(batch.x, training=training)
+            losses = tf.cast(loss_fn(batch.y, y_pred), space.dtype)
+            n = tf.cast(tf.shape(tf.nest.flatten(batch.x)[0])[0], space.dtype)
+            if losses.shape.rank == 0:
+                if batch.sample_weight is not None:
+                    raise ValueError(
+                        "loss: returned a scalar, so sample weights cannot be applied; "
+                        "return per-sample losses"
+                    )
+                loss_sum, count = losses * n, n
+            else:
+                if batch.sample_weight is not None:
+                    losses = losses * _broadcast_weights(batch.sample_weight, losses, space.dtype)
+                loss_sum = tf.reduce_sum(losses)
+                count = tf.cast(tf.size(losses), space.dtype)
+            if model.losses:
+                # Regularization enters each batch weighted by its share, so the total is
+                # counted once whatever the batching.
+                loss_sum += count * tf.cast(tf.add_n(model.losses), space.dtype)
+            return loss_sum, count
+
+        def terms(batch: Batch, tangents: list[tf.Tensor] | None) -> _Terms:
+            return _differentiate(space, lambda: batch_loss(batch), tangents, allow_unused)
+
+        return cls(space=space, dtype=space.dtype, size=space.size, terms=terms, data=data,
+                   strategy=strategy, jit_compile=jit_compile)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def space(self) -> FlatParamSpace | None:
+        """The flat parameter space (None for a plain function objective)."""
+        return self._space
+
+    @property
+    def dtype(self) -> tf.DType:
+        """Float dtype of ``x``, ``f`` and ``g``."""
+        return self._dtype
+
+    @property
+    def size(self) -> int | None:
+        """Length of ``x`` (None for a function objective built without ``size``)."""
+        return self._size
+
+    @property
+    def strategy(self) -> tf.distribute.Strategy | None:
+        """The ``tf.distribute`` strategy the sweep runs under, if any."""
+        return self._strategy
+
+    @property
+    def streams_data(self) -> bool:
+        """True when every evaluation iterates a ``tf.data.Dataset`` (not XLA-compilable)."""
+        return self._data is not None and self._data.dataset is not None
+
+    def reset_counters(self) -> None:
+        """Set ``nfev``, ``njev`` and ``nhev`` to zero."""
+        for counter in (self.nfev, self.njev, self.nhev):
+            counter.assign(0)
+
+    # ------------------------------------------------------------------ traceable oracles
+    def __call__(self, x: tf.Tensor) -> ValueAndGradient:
+        """Traceable ``(f, g)`` at ``x``; counts one function and one gradient evaluation."""
+        self.nfev.assign_add(1)
+        self.njev.assign_add(1)
+        if self._fun is not None:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                f = self._fun(x)
+            _check_scalar(f)
+            return ValueAndGradient(f, tape.gradient(f, x))
+        self._space.assign(x)
+        t = self._sweep(None)
+        return ValueAndGradient(t.loss_sum, t.grad)
+
+    def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+        """Traceable Hessian-vector product ``∇²f(x) v`` (forward-over-reverse)."""
+        self.nhev.assign_add(1)
+        if self._fun is not None:
+            with tf.autodiff.ForwardAccumulator(x, v) as acc:
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    f = self._fun(x)
+                g = tape.gradient(f, x)
+            return acc.jvp(g)
+        self._space.assign(x)
+        return self._sweep(self._space.unpack(v)).hvp
+
+    def _sweep(self, tangents: list[tf.Tensor] | None) -> _Terms:
+        """Sum batch terms over the whole data and normalize: ``(f, g[, Hv])``."""
+        data = self._data
+        if data is None:  # closure: a single "batch"
+            return self._terms(None, tangents)
+        run = self._terms_on_replicas if self._strategy is not None else self._terms
+        if data.batches is not None:
+            total = _add_terms([run(b, tangents) for b in data.batches])
+        else:
+            total = _zero_terms(self._dtype, self._size, tangents is not None)
+            if data.stacked is not None:
+                total = _loop_stacked(lambda b: run(b, tangents), data.stacked, total)
+                if data.tail is not None:
+                    total = _add_terms([total, run(data.tail, tangents)])
+            else:
+                for element in data.dataset:
+                    total = _add_terms([total, run(_as_batch(element), tangents)])
+        inv = 1.0 / total.count
+        return _Terms(total.loss_sum * inv, total.count, total.grad * inv, total.hvp * inv)
+
+    def _terms_on_replicas(self, batch: Batch, tangents: list[tf.Tensor] | None) -> _Terms:
+        strategy = self._strategy
+        per_replica = strategy.run(self._terms, args=(batch, tangents))
+        return tf.nest.map_structure(
+            lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), per_replica
+        )
+
+    # ------------------------------------------------------------------ compiled oracles
+    def _compiled_fn(self, name: str, fn: Callable[..., Any]) -> Any:
+        if name not in self._compiled:
+            jit = self._jit_compile and not self.streams_data
+            self._compiled[name] = tf.function(fn, jit_compile=jit or None)
+        return self._compiled[name]
+
+    def value_and_gradient(self, x: Any) -> ValueAndGradient:
+        """Compiled ``(f, g)`` at ``x`` (see ``__call__``)."""
+        return self._compiled_fn("vg", self.__call__)(self.check_vector(x, "x"))
+
+    def hessian_vector_product(self, x: Any, v: Any) -> tf.Tensor:
+        """Compiled ``∇²f(x) v`` (see :meth:`hvp`)."""
+        return self._compiled_fn("hvp", self.hvp)(
+            self.check_vector(x, "x"), self.check_vector(v, "v")
+        )
+
+    def check_vector(self, x: Any, name: str) -> tf.Tensor:
+        """Validate a flat vector argument against this objective's size and dtype."""
+        if self._space is not None:
+            return self._space._check_vector(x, name)
+        x = tf.convert_to_tensor(x)
+        if x.dtype != self._dtype:
+            raise TypeError(f"{name}: expected dtype {self._dtype.name}, got {x.dtype.name}")
+        if x.shape.rank != 1:
+            raise ValueError(f"{name}: expected a 1-D vector, got shape {x.shape}")
+        if self._size is not None and x.shape[0] != self._size:
+            raise ValueError(f"{name}: expected length {self._size}, got {x.shape[0]}")
+        return x
+
+
+# ---------------------------------------------------------------------- helpers
+def _differentiate(
+    space: FlatParamSpace,
+    loss_fn: Callable[[], Any],
+    tangents: list[tf.Tensor] | None,
+    allow_unused: bool,
+) -> _Terms:
+    """Gradient (and, given tangents, Hessian-vector product) of ``loss_fn`` in the space.
+
+    ``loss_fn`` returns either a scalar or ``(loss_sum, count)``.
+    """
+    variables = space.tf_variables
+
+    def value_and_grads() -> tuple[tf.Tensor, tf.Tensor, list[Any]]:
+        with tf.GradientTape() as tape:
+            out = loss_fn()
+            loss_sum, count = out if isinstance(out, tuple) else (out, None)
+            _check_scalar(loss_sum, "loss_fn")
+        grads = tape.gradient(loss_sum, variables, unconnected_gradients="none")
+        one = tf.ones([], space.dtype)
+        return tf.cast(loss_sum, space.dtype), one if count is None else count, grads
+
+    if tangents is None:
+        loss_sum, count, grads = value_and_grads()
+        g = space.pack(grads, allow_unused=allow_unused, name="grads")
+        return _Terms(loss_sum, count, g, tf.zeros([0], space.dtype))
+    with tf.autodiff.ForwardAccumulator(variables, tangents) as acc:
+        loss_sum, count, grads = value_and_grads()
+        g = space.pack(grads, allow_unused=allow_unused, name="grads")
+    hv = acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return _Terms(loss_sum, count, g, hv)
+
+
+def _check_scalar(f: Any, name: str = "fun") -> None:
+    if not isinstance(f, (tf.Tensor, tf.Variable)) and not hasattr(f, "shape"):
+        raise TypeError(f"{name}: must return a scalar tensor, got {type(f).__name__}")
+    if f.shape.rank != 0:
+        raise ValueError(f"{name}: must return a scalar, got shape {f.shape}")
+
+
+def _broadcast_weights(weights: Any, losses: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    weights = tf.cast(weights, dtype)
+    if weights.shape.rank is not None and losses.shape.rank is not None:
+        if weights.shape.rank > losses.shape.rank:
+            weights = tf.reshape(weights, tf.shape(losses))
+        while weights.shape.rank < losses.shape.rank:
+            weights = weights[..., None]
+    return weights
+
+
+def _as_batch(element: Any) -> Batch:
+    return Batch(element[0], element[1], element[2] if len(element) == 3 else None)
+
+
+def _add_terms(terms: list[_Terms]) -> _Terms:
+    if len(terms) == 1:
+        return terms[0]
+    return _Terms(
+        tf.add_n([t.loss_sum for t in terms]),
+        tf.add_n([t.count for t in terms]),
+        tf.add_n([t.grad for t in terms]),
+        tf.add_n([t.hvp for t in terms]),
+    )
+
+
+def _zero_terms(dtype: tf.DType, size: int, with_hvp: bool) -> _Terms:
+    zero, zeros = tf.zeros([], dtype), tf.zeros([size], dtype)
+    return _Terms(zero, zero, zeros, zeros if with_hvp else tf.zeros([0], dtype))
+
+
+def _loop_stacked(run: Callable[[Batch], _Terms], stacked: Batch, total: _Terms) -> _Terms:
+    """Sum ``run`` over batches stacked on a leading axis, one batch in the graph."""
+    num = tf.shape(tf.nest.flatten(stacked.x)[0])[0]
+
+    def body(i: tf.Tensor, acc: _Terms) -> tuple[tf.Tensor, _Terms]:
+        batch = tf.nest.map_structure(lambda t: None if t is None else t[i], stacked)
+        return i + 1, _add_terms([acc, run(Batch(*batch))])
+
+    _, total = tf.while_loop(lambda i, _: i < num, body, (tf.constant(0), total))
+    return total
+
+
+def _model_strategy(model: Any) -> tf.distribute.Strategy | None:
+    """The strategy whose scope created the model's variables, if it is not the default."""
+    for v in model.trainable_variables:
+        var = getattr(v, "value", v)
+        strategy = getattr(var, "_distribute_strategy", None)
+        if strategy is not None:
+            return strategy
+    return None
