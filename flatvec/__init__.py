@@ -4,9 +4,35 @@ Keep Keras-using code out of this file: once ``flatvec.keras`` is imported, the 
 in this namespace is that submodule, not the Keras package.
 """
 
+from flatvec.algorithm import (
+    Algorithm,
+    UpdateRule,
+    available_algorithms,
+    get_algorithm,
+    register_algorithm,
+)
+from flatvec.checkpoint import StateCheckpoint
+from flatvec.driver import minimize
 from flatvec.objective import Objective, ValueAndGradient
+from flatvec.result import OptimizeResult
 from flatvec.space import FlatParamSpace, VariableSlot
+from flatvec.status import Status
 
 __version__ = "0.1.0"
 
-__all__ = ["FlatParamSpace", "Objective", "ValueAndGradient", "VariableSlot", "__version__"]
+__all__ = [
+    "Algorithm",
+    "FlatParamSpace",
+    "Objective",
+    "OptimizeResult",
+    "StateCheckpoint",
+    "Status",
+    "UpdateRule",
+    "ValueAndGradient",
+    "VariableSlot",
+    "__version__",
+    "available_algorithms",
+    "get_algorithm",
+    "minimize",
+    "register_algorithm",
+]

@@ -1,0 +1,242 @@
+"""``flatvec.minimize``: one entry point for models, functions and closures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from flatvec.algorithm import Algorithm, get_algorithm
+from flatvec.loop import StopRule, build_loop
+from flatvec.problem import resolve_problem
+from flatvec.reporting import RunReporter
+from flatvec.result import OptimizeResult
+from flatvec.status import Status
+
+__all__ = ["minimize"]
+
+DEFAULT_FTOL = 2.220446049250313e-09  # L-BFGS-B's default factr * eps
+DEFAULT_MAX_ITER = 15000  # L-BFGS-B's default
+
+
+def _check_options(
+    gtol: Any, ftol: Any, max_iter: Any, max_eval: Any, steps_per_call: Any, verbose: Any
+) -> None:
+    for name, value in (("gtol", gtol), ("ftol", ftol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            raise TypeError(f"{name}: expected a non-negative number, got {value!r}")
+        if not value >= 0:
+            raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    for name, value, low in (
+        ("max_iter", max_iter, 0),
+        ("max_eval", max_eval, 1),
+        ("steps_per_call", steps_per_call, 1),
+        ("verbose", verbose, 0),
+    ):
+        if value is None and name == "max_eval":
+            continue
+        if isinstance(value, bool) and name != "verbose":
+            raise TypeError(f"{name}: expected an int >= {low}, got {value!r}")
+        if not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int >= {low}, got {value!r}")
+        if value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+
+
+def minimize(
+    fun: Any,
+    x0: Any = None,
+    algo: str | Algorithm = "lbfgs",
+    *,
+    loss: Any = None,
+    max_iter: int = DEFAULT_MAX_ITER,
+    max_eval: int | None = None,
+    gtol: float = 1e-5,
+    ftol: float = DEFAULT_FTOL,
+    callbacks: Sequence[Any] | None = None,
+    verbose: int = 0,
+    jit_compile: bool = False,
+    steps_per_call: int = 1,
+    initial_state: Any = None,
+    batch_size: int | None = None,
+    training: bool = False,
+    in_memory: bool | None = None,
+    bounds: Any = None,
+    **algo_options: Any,
+) -> OptimizeResult:
+    r"""Minimize a model's full-batch loss, a function of a 1-D tensor, or a closure.
+
+    Three forms::
+
+        minimize(model, dataset, algo="lbfgs", loss=None, ...)   # Keras model + tf.data / arrays
+        minimize(fun, x0, algo="lbfgs", ...)                     # fun(x) -> scalar, x 1-D
+        minimize(loss_fn, variables, algo="lbfgs", ...)          # closure over tf.Variables
+
+    Each iteration (direction, line search, update, stopping tests) is one compiled
+    ``tf.function``, traced once per run; Python only runs callbacks and progress between calls.
+
+    Parameters
+    ----------
+    fun : keras.Model, callable or flatvec.Objective
+        What to minimize (see the forms above).
+    x0 : dataset, array-like or list of tf.Variable
+        The dataset (model form), the start point (function form, float32/float64 1-D), or the
+        variables the closure reads (closure form).
+    algo : str or Algorithm
+        A registered name (``"lbfgs"``, ``"cg"``, ``"bfgs"``, ``"gd"``, plugins ...), an
+        :class:`~flatvec.algorithm.Algorithm` instance, or ``"scipy:<method>"`` to run
+        ``scipy.optimize.minimize`` on the same objective.
+    loss : optional
+        Model form only: a Keras loss name/object or callable; default ``model.loss``.
+    max_iter : int
+        Maximum number of iterations (``0`` evaluates the start point only).
+    max_eval : int, optional
+        Maximum number of function evaluations (checked after each iteration).
+    gtol : float
+        Stop when :math:`\|g\|_\infty \le` ``gtol``.
+    ftol : float
+        Stop when :math:`(f_k - f_{k+1}) \le` ``ftol`` :math:`\max(|f_k|, |f_{k+1}|, 1)`, the
+        relative-reduction test of L-BFGS-B.
+    callbacks : list, optional
+        ``keras.callbacks.Callback`` objects (each iteration is an "epoch" with logs ``loss``,
+        ``grad_norm``, ``step_size``, ``nfev``; ``model.stop_training = True`` stops the run) and
+        plain callables ``callback(intermediate_result)`` (return True to stop).
+    verbose : int
+        0 silent, 1 a Keras ``Progbar``.
+    jit_compile : bool
+        Compile the iteration with XLA (needs in-memory data for the model form).
+    steps_per_call : int
+        Iterations per compiled call (a ``tf.while_loop``): for tiny problems where the per-call
+        overhead dominates. Callbacks then see every ``steps_per_call``-th iteration.
+    initial_state : NamedTuple, optional
+        Resume from a previous result's ``state`` (same algorithm and problem size); ``x0`` is
+        then ignored in favour of ``initial_state.x``.
+    batch_size, training, in_memory :
+        Model form: how the data is batched and swept (see ``Objective.from_model``).
+    bounds : optional
+        Only for ``algo="scipy:<method>"`` (passed through to SciPy).
+    **algo_options :
+        Options of the algorithm (``memory=10``, ``beta="pr+"``, ``learning_rate=...``).
+
+    Returns
+    -------
+    OptimizeResult
+        ``x, fun, jac, nit, nfev, njev, nhev, status, success, message, history, state``.
+        The model's (or closure's) variables are left at ``x``, the best accepted point.
+
+    Examples
+    --------
+    >>> import tensorflow as tf, flatvec
+    >>> rosen = lambda x: tf.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+    >>> res = flatvec.minimize(rosen, tf.constant([-1.2, 1.0], tf.float64), "lbfgs", gtol=1e-8)
+    >>> res.success, [round(v, 6) for v in res.x]
+    (True, [1.0, 1.0])
+    """
+    _check_options(gtol, ftol, max_iter, max_eval, steps_per_call, verbose)
+    objective_options = {
+        "batch_size": batch_size,
+        "training": training,
+        "in_memory": in_memory,
+        "jit_compile": jit_compile,
+    }
+    if isinstance(algo, str) and algo.lower().startswith("scipy:"):
+        if algo_options or initial_state is not None or steps_per_call != 1:
+            raise TypeError(
+                "algo: SciPy methods take no flatvec algorithm options, initial_state or "
+                f"steps_per_call (got {sorted(algo_options)})"
+            )
+        from flatvec.scipy_bridge import minimize_with_scipy
+
+        problem = _resolve(fun, x0, loss, objective_options)
+        return minimize_with_scipy(
+            problem, algo.split(":", 1)[1], max_iter=max_iter, max_eval=max_eval, gtol=gtol,
+            ftol=ftol, callbacks=callbacks, verbose=verbose, bounds=bounds,
+        )
+    if bounds is not None:
+        raise TypeError("bounds: only supported by algo='scipy:<method>'")
+    algorithm = get_algorithm(algo, **algo_options)
+    problem = _resolve(fun, x0, loss, objective_options)
+    objective = problem.objective
+    if jit_compile and objective.streams_data:
+        raise ValueError(
+            "jit_compile: XLA cannot compile a tf.data loop; use in-memory data "
+            "(in_memory=True) or jit_compile=False"
+        )
+    rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
+    start, advance = build_loop(
+        algorithm, objective, rule, steps_per_call=int(steps_per_call), jit_compile=jit_compile
+    )
+    reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
+    return _run(problem, algorithm, start, advance, reporter, initial_state)
+
+
+def _resolve(fun: Any, x0: Any, loss: Any, objective_options: dict[str, Any]) -> Any:
+    return resolve_problem(fun, x0, loss=loss, objective_options=objective_options)
+
+
+def _run(problem, algorithm, start, advance, reporter, initial_state) -> OptimizeResult:
+    objective = problem.objective
+    objective.reset_counters()
+    t0 = time.perf_counter()
+    if initial_state is not None:
+        carry, info = _resume(start, initial_state, problem)
+    else:
+        carry, info = start(problem.x0)
+    reporter.begin(info.values.numpy(), time.perf_counter() - t0)
+    status = Status(int(info.status))
+    try:
+        while status is Status.RUNNING:
+            carry, info = advance(carry)
+            status = Status(int(info.status))
+            stop = reporter.iteration(
+                info.values.numpy(),  # the one host transfer per call
+                int(info.nit),
+                time.perf_counter() - t0,
+                lambda c=carry: (c.state.x.numpy(), c.state.g.numpy()),
+            )
+            if stop and status is Status.RUNNING:
+                status = Status.STOPPED_BY_CALLBACK
+    except KeyboardInterrupt:
+        status = Status.INTERRUPTED
+    finally:
+        # Whatever happened, the variables end at the best accepted point.
+        if objective.space is not None:
+            objective.space.assign(carry.best_x)
+    result = _result(carry, status, objective, reporter.history, type(algorithm).__name__)
+    reporter.end(result)
+    return result
+
+
+def _resume(start: Any, state: Any, problem: Any) -> Any:
+    """Start from a saved algorithm state (its point is evaluated once more for the report)."""
+    x = problem.objective.check_vector(tf.convert_to_tensor(state.x), "initial_state.x")
+    carry, info = start(x)
+    try:
+        tf.nest.assert_same_structure(carry.state, state)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            "initial_state: does not match this algorithm's state structure"
+        ) from err
+    state = tf.nest.map_structure(tf.convert_to_tensor, state)
+    return carry._replace(state=state), info
+
+
+def _result(carry, status, objective, history, method) -> OptimizeResult:
+    return OptimizeResult(
+        x=carry.best_x.numpy(),
+        fun=float(carry.best_f.numpy()),
+        jac=carry.best_g.numpy(),
+        nit=int(carry.nit.numpy()),
+        nfev=int(objective.nfev.numpy()),
+        njev=int(objective.njev.numpy()),
+        nhev=int(objective.nhev.numpy()),
+        status=status,
+        success=status.success,
+        message=status.message,
+        history=history,
+        state=carry.state,
+        method=method,
+    )

@@ -1,0 +1,100 @@
+"""Turning ``minimize``'s first two arguments into an objective and a start point."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from flatvec.objective import Objective
+
+__all__ = ["Problem", "resolve_problem"]
+
+
+class Problem(NamedTuple):
+    """An objective, its start point, and the Keras model behind it (if any)."""
+
+    objective: Objective
+    x0: tf.Tensor
+    model: Any
+
+
+def _is_model(obj: Any) -> bool:
+    return hasattr(obj, "trainable_variables") and hasattr(obj, "layers") and callable(obj)
+
+
+def _is_variable_list(obj: Any) -> bool:
+    if isinstance(obj, tf.Variable):
+        return True
+    if not isinstance(obj, (list, tuple)) or not obj:
+        return False
+    return all(isinstance(v, tf.Variable) or hasattr(v, "assign") for v in obj)
+
+
+def _as_start_point(x0: Any) -> tf.Tensor:
+    if isinstance(x0, (tf.Tensor, tf.Variable)):
+        x = tf.convert_to_tensor(x0)
+    else:
+        try:
+            arr = np.asarray(x0)
+        except Exception as err:  # ragged lists, objects
+            raise TypeError(f"x0: expected a 1-D float array or tensor, got {x0!r}") from err
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"x0: expected a 1-D float array or tensor, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.float64)  # as SciPy does with integer start points
+        x = tf.convert_to_tensor(arr)
+    if not x.dtype.is_floating:
+        raise TypeError(f"x0: expected a floating dtype (float32/float64), got {x.dtype.name}")
+    if x.shape.rank != 1:
+        raise ValueError(f"x0: expected a 1-D vector, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("x0: is empty")
+    return x
+
+
+def resolve_problem(
+    problem: Any,
+    data: Any,
+    *,
+    loss: Any = None,
+    objective_options: dict[str, Any],
+) -> Problem:
+    """Recognize the three forms of ``minimize`` (and a prebuilt :class:`Objective`).
+
+    - ``(model, dataset)``: a Keras model and a dataset -> the exact full-batch objective;
+    - ``(loss_fn, variables)``: a zero-argument closure and the variables it reads;
+    - ``(fun, x0)``: a function of a 1-D tensor and a start point;
+    - ``(objective, x0)``: an :class:`Objective` (``x0`` may be None for one with a space).
+    """
+    jit = objective_options.get("jit_compile", False)
+    if isinstance(problem, Objective):
+        if data is None:
+            if problem.space is None:
+                raise ValueError("x0: required with an Objective built from a function")
+            return Problem(problem, problem.space.get(), None)
+        return Problem(problem, problem.check_vector(_as_start_point(data), "x0"), None)
+    if _is_model(problem):
+        if data is None:
+            raise TypeError("dataset: required with a Keras model (a tf.data.Dataset or arrays)")
+        objective = Objective.from_model(problem, data, loss, **objective_options)
+        return Problem(objective, objective.space.get(), problem)
+    if not callable(problem):
+        raise TypeError(
+            "fun: expected a Keras model, a callable, or a flatvec.Objective, "
+            f"got {type(problem).__name__}"
+        )
+    if loss is not None:
+        raise TypeError("loss: only used with a Keras model")
+    if _is_variable_list(data):
+        variables = [data] if isinstance(data, tf.Variable) else list(data)
+        objective = Objective.from_closure(problem, variables, jit_compile=jit)
+        return Problem(objective, objective.space.get(), None)
+    if data is None:
+        raise TypeError("x0: required with a function (or pass variables with a closure)")
+    x0 = _as_start_point(data)
+    objective = Objective.from_function(
+        problem, dtype=x0.dtype, size=int(x0.shape[0]), jit_compile=jit
+    )
+    return Problem(objective, x0, None)

@@ -1,0 +1,104 @@
+"""Between compiled calls: history, Keras callbacks, plain callables and the progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from flatvec.result import OptimizeResult
+
+__all__ = ["RunReporter"]
+
+_LOG_KEYS = ("loss", "grad_norm", "step_size", "nfev")
+
+
+class _NoModel:
+    """Stands in for ``callback.model`` in function/closure runs, so ``stop_training`` works."""
+
+    stop_training = False
+
+
+class RunReporter:
+    """Records the history and drives callbacks once per compiled call.
+
+    Keras callbacks see each iteration as an epoch (``on_epoch_begin``/``on_epoch_end`` with
+    logs ``loss``, ``grad_norm``, ``step_size``, ``nfev``) and the whole run as training
+    (``on_train_begin``/``on_train_end``); setting ``model.stop_training = True`` stops the run.
+    A plain callable receives an intermediate :class:`OptimizeResult` (``x``, ``fun``, ``jac``,
+    ``nit``, ``nfev``) and stops the run by returning True.
+    """
+
+    def __init__(
+        self, callbacks: Sequence[Any] | None, model: Any, *, verbose: int, max_iter: int
+    ) -> None:
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            callbacks = [callbacks]
+        keras_callbacks, plain = [], []
+        for cb in callbacks or ():
+            if isinstance(cb, keras.callbacks.Callback):
+                keras_callbacks.append(cb)
+            elif callable(cb):
+                plain.append(cb)
+            else:
+                raise TypeError(
+                    "callbacks: expected keras.callbacks.Callback objects or callables, "
+                    f"got {type(cb).__name__}"
+                )
+        self._model = model if model is not None else _NoModel()
+        self._keras = keras.callbacks.CallbackList(keras_callbacks, model=model)
+        if model is None:
+            for cb in keras_callbacks:
+                cb.model = self._model  # Callback.set_model expects a Keras model
+        self._plain = plain
+        self._progbar = keras.utils.Progbar(
+            max_iter or None, verbose=1, stateful_metrics=["loss", "grad_norm"]
+        ) if verbose else None
+        self.history: dict[str, list[float]] = {k: [] for k in (*_LOG_KEYS, "nit", "time")}
+
+    def _record(self, values: np.ndarray, nit: int, elapsed: float) -> dict[str, float]:
+        logs = dict(zip(_LOG_KEYS, (float(v) for v in values[:4])))
+        for key, value in logs.items():
+            self.history[key].append(value)
+        self.history["nit"].append(nit)
+        self.history["time"].append(elapsed)
+        return logs
+
+    def begin(self, values: np.ndarray, elapsed: float) -> None:
+        """Record the start point (``values``: f, ||g||_inf, step size, nfev)."""
+        self._model.stop_training = False
+        self._record(values, 0, elapsed)
+        self._keras.on_train_begin()
+
+    def iteration(
+        self,
+        values: np.ndarray,
+        nit: int,
+        elapsed: float,
+        point: Callable[[], tuple[np.ndarray, np.ndarray]],
+    ) -> bool:
+        """Report iteration ``nit``; True when a callback asked to stop.
+
+        ``point()`` returns ``(x, g)`` as arrays; it is only called for plain callables, so a
+        run without them never copies the vectors to the host.
+        """
+        self._keras.on_epoch_begin(nit - 1)
+        logs = self._record(values, nit, elapsed)
+        self._keras.on_epoch_end(nit - 1, dict(logs))
+        stop = bool(getattr(self._model, "stop_training", False))
+        if self._plain:
+            x, g = point()
+            partial = OptimizeResult(x=x, fun=logs["loss"], jac=g, nit=nit, nfev=int(logs["nfev"]))
+            for cb in self._plain:
+                stop |= bool(cb(partial))
+        if self._progbar is not None:
+            self._progbar.update(nit, [("loss", logs["loss"]), ("grad_norm", logs["grad_norm"])])
+        return stop
+
+    def end(self, result: OptimizeResult) -> None:
+        if self._progbar is not None and result.nit != self._progbar.target:
+            self._progbar.update(result.nit, finalize=True)
+        grad_norm = float(np.max(np.abs(result.jac)))
+        self._keras.on_train_end({"loss": result.fun, "grad_norm": grad_norm})
