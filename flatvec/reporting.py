@@ -51,7 +51,7 @@ class RunReporter:
         self._keras = keras.callbacks.CallbackList(keras_callbacks, model=model)
         if model is None:
             for cb in keras_callbacks:
-                cb.model = self._model  # Callback.set_model expects a Keras model
+                cb.set_model(self._model)
         self._plain = plain
         self._progbar = keras.utils.Progbar(
             max_iter or None, verbose=1, stateful_metrics=["loss", "grad_norm"]
