@@ -3,7 +3,9 @@
 Measured on the digits MLP (f+g over 1797 samples): ``Dataset.reduce`` costs 7.5x one in-memory
 batch and an AutoGraph ``for batch in dataset`` loop 2-14x, while the same batches held as tensors
 and unrolled at trace time cost 0.7x (the executor runs independent batches in parallel). So data
-that fits in memory is materialized once; larger data is streamed every evaluation.
+that fits in memory is materialized once; larger data is streamed every evaluation (with an
+explicit ``get_next_as_optional`` loop in ``objective.py``: ~2-3x one batch instead of ~11x for
+the AutoGraph loop; see ``benchmarks/objective_timing.py``).
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def prepare_data(
     elif batch_size is not None:
         raise ValueError("batch_size: only for array data; batch the tf.data.Dataset yourself")
 
-    _as_batch(tuple(data.element_spec), "dataset")
+    _as_batch(data.element_spec, "dataset")  # a dict spec must not pass as its keys
     cardinality = int(data.cardinality())
     if cardinality == tf.data.INFINITE_CARDINALITY:
         raise ValueError("dataset: is infinite (repeat()?); a full-batch objective needs one pass")

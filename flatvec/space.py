@@ -58,8 +58,15 @@ def _is_keras_variable(v: Any) -> bool:
 
 
 def _backing_variable(v: Any) -> Any:
-    """The tf.Variable behind a Keras 3 variable (for identity and fast access)."""
-    return getattr(v, "value", v) if not isinstance(v, tf.Variable) else v
+    """The tf.Variable behind a Keras 3 variable (for identity, tapes and fast reads).
+
+    ``KerasVariable.value`` returns a *cast copy* inside a mixed-precision autocast scope, so the
+    stored ``_value`` is preferred when it is a ``tf.Variable``.
+    """
+    if isinstance(v, tf.Variable):
+        return v
+    stored = getattr(v, "_value", None)
+    return stored if isinstance(stored, tf.Variable) else v.value
 
 
 def _float_dtype(v: Any, name: str) -> tf.DType:
@@ -69,6 +76,14 @@ def _float_dtype(v: Any, name: str) -> tf.DType:
             f"variable {name!r}: only floating-point variables can be optimized, got {dtype.name}"
         )
     return dtype
+
+
+def _widest_float(dtypes: set[tf.DType]) -> tf.DType:
+    """The float dtype that holds all of ``dtypes``; float16 with bfloat16 needs float32."""
+    widest = max(dtypes, key=lambda d: d.size)
+    if widest.size == 2 and len(dtypes) > 1:  # {float16, bfloat16}: neither holds the other
+        return tf.float32
+    return widest
 
 
 class FlatParamSpace:
@@ -113,7 +128,7 @@ class FlatParamSpace:
         self._sizes = [s.size for s in slots]
         self._size = offset
         if dtype is None:
-            self._dtype = max((s.dtype for s in slots), key=lambda d: d.size)
+            self._dtype = _widest_float({s.dtype for s in slots})
         else:
             self._dtype = tf.as_dtype(dtype)
             if not self._dtype.is_floating:
@@ -227,9 +242,10 @@ class FlatParamSpace:
                 )
         else:
             arr = np.asarray(x)
-            if not np.issubdtype(arr.dtype, np.floating):
+            if not _is_float_array(arr):
                 raise TypeError(f"{name}: expected a floating vector, got dtype {arr.dtype}")
-            x = tf.convert_to_tensor(arr, self._dtype)
+            # Arrays (unlike tensors) are cast: NumPy defaults to float64 whatever the space.
+            x = tf.cast(tf.convert_to_tensor(arr), self._dtype)
         if x.shape.rank is not None and x.shape.rank != 1:
             raise ValueError(f"{name}: expected a 1-D vector, got shape {x.shape}")
         if x.shape[0] is not None and x.shape[0] != self._size:
@@ -237,3 +253,10 @@ class FlatParamSpace:
                 f"{name}: expected length {self._size} (the space's size), got {x.shape[0]}"
             )
         return x
+
+
+def _is_float_array(arr: np.ndarray) -> bool:
+    try:  # tf.as_dtype knows ml_dtypes' bfloat16, which np.floating does not include
+        return tf.as_dtype(arr.dtype).is_floating
+    except TypeError:
+        return False

@@ -1,0 +1,65 @@
+"""Shared fixtures: quiet TensorFlow, a Hypothesis profile for traced code, small helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Tracing makes the first call of a tf.function slow; Hypothesis' deadline would flag it.
+settings.register_profile(
+    "flatvec", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "flatvec"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded NumPy generator (fresh per test, so tests do not depend on each other)."""
+    return np.random.default_rng(1234)
+
+
+def _bits(variable) -> np.ndarray:
+    value = np.asarray(variable.numpy())
+    return value.view(f"u{value.dtype.itemsize}").copy()
+
+
+@pytest.fixture
+def unchanged():
+    """``with unchanged(variables): ...`` asserts the variables are bit-identical afterwards."""
+
+    @contextlib.contextmanager
+    def check(variables):
+        before = [_bits(v) for v in variables]
+        yield
+        for v, b in zip(variables, before):
+            np.testing.assert_array_equal(_bits(v), b, err_msg=f"{v.name} was modified")
+
+    return check
+
+
+@pytest.fixture
+def make_mlp():
+    """``make_mlp(n_in, n_out, hidden=(3,), dtype="float64", seed=0, **dense_kwargs)``.
+
+    A built ``keras.Sequential`` of Dense layers (tanh hidden layers, linear output), seeded so
+    that two calls with the same arguments give the same weights. ``dense_kwargs`` (e.g.
+    ``kernel_regularizer``) go to every Dense layer.
+    """
+    import keras
+
+    def build(n_in, n_out, hidden=(3,), dtype="float64", seed=0, **dense_kwargs):
+        keras.utils.set_random_seed(seed)
+        layers = [keras.Input((n_in,), dtype=dtype)]
+        layers += [
+            keras.layers.Dense(h, activation="tanh", dtype=dtype, **dense_kwargs) for h in hidden
+        ]
+        layers.append(keras.layers.Dense(n_out, dtype=dtype, **dense_kwargs))
+        return keras.Sequential(layers)
+
+    return build
