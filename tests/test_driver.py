@@ -141,7 +141,8 @@ def test_nan_region_stops_with_non_finite_status_and_best_point():
 def test_line_search_methods_back_off_from_nan_region():
     res = flatvec.minimize(nan_beyond_two, np.zeros(2), "lbfgs")
     assert np.isfinite(res.fun) and np.all(res.x <= 2.0)
-    assert res.fun < 2.0  # it made progress toward the boundary (f(0) = 18, f(2,2) = 2)
+    # f(0) = 18; the best finite value is f(2, 2) = 2, on the NaN region's edge.
+    assert res.fun < 2.0 + 1e-6
 
 
 def test_keyboard_interrupt_returns_last_accepted_point():
