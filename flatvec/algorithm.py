@@ -32,6 +32,7 @@ __all__ = [
     "UpdateRule",
     "available_algorithms",
     "get_algorithm",
+    "lookup_algorithm",
     "register_algorithm",
 ]
 
@@ -147,7 +148,8 @@ def available_algorithms() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _lookup(name: str) -> type[Algorithm]:
+def lookup_algorithm(name: str) -> type[Algorithm]:
+    """The class registered under ``name`` (ValueError listing the known names if none)."""
     _load_entry_points()
     key = name.lower()
     if key not in _REGISTRY:
@@ -183,7 +185,7 @@ def get_algorithm(algo: str | Algorithm, **options: Any) -> Algorithm:
         raise TypeError(
             f"algo: expected an algorithm name or an Algorithm instance, got {type(algo).__name__}"
         )
-    cls = _lookup(algo)
+    cls = lookup_algorithm(algo)
     accepted = inspect.signature(cls.__init__).parameters
     unknown = sorted(k for k in options if k not in accepted)
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):

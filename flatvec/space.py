@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["FlatParamSpace", "VariableSlot"]
+__all__ = ["FlatParamSpace", "VariableSlot", "backing_variable"]
 
 
 class VariableSlot(NamedTuple):
@@ -44,7 +44,7 @@ def _as_variable_list(model_or_variables: Any) -> list[tf.Variable]:
         # Keras 3 variables wrap a tf.Variable; both expose shape/dtype/assign.
         if not (isinstance(v, tf.Variable) or _is_keras_variable(v)):
             raise TypeError(f"{source}: expected tf.Variable items, got {type(v).__name__}")
-        key = id(_backing_variable(v))
+        key = id(backing_variable(v))
         if key not in seen:
             seen.add(key)
             unique.append(v)
@@ -57,7 +57,7 @@ def _is_keras_variable(v: Any) -> bool:
     return hasattr(v, "value") and hasattr(v, "assign") and hasattr(v, "shape")
 
 
-def _backing_variable(v: Any) -> Any:
+def backing_variable(v: Any) -> Any:
     """The tf.Variable behind a Keras 3 variable (for identity, tapes and fast reads).
 
     ``KerasVariable.value`` returns a *cast copy* inside a mixed-precision autocast scope, so the
@@ -143,7 +143,7 @@ class FlatParamSpace:
     @property
     def tf_variables(self) -> list[tf.Variable]:
         """The underlying ``tf.Variable`` s (Keras 3 variables unwrapped), for tapes."""
-        return [_backing_variable(v) for v in self._variables]
+        return [backing_variable(v) for v in self._variables]
 
     @property
     def size(self) -> int:
@@ -169,7 +169,7 @@ class FlatParamSpace:
     # ------------------------------------------------------------------ vectors
     def get(self) -> tf.Tensor:
         """All current variable values as one 1-D tensor of dtype ``self.dtype``."""
-        return self.pack([_backing_variable(v) for v in self._variables])
+        return self.pack([backing_variable(v) for v in self._variables])
 
     def pack(
         self, tensors: Sequence[Any], *, allow_unused: bool = False, name: str = "tensors"

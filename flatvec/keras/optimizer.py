@@ -1,0 +1,253 @@
+"""``VectorOptimizer``: a Keras 3 optimizer that updates all trainable variables as one vector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from flatvec.algorithm import UpdateRule
+from flatvec.keras.hook import KerasHookError, check_keras_update_hook
+from flatvec.keras.rules import resolve_rule, rule_from_config, rule_to_config
+from flatvec.space import FlatParamSpace, backing_variable
+
+__all__ = ["VectorOptimizer"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``build`` fixes once; a plain object so TF checkpoints do not track it twice."""
+
+    space: FlatParamSpace
+    slot_type: type
+    slot_variables: tuple[tf.Variable, ...]  # backing variables of the rule's slots
+    variable_keys: tuple[Any, ...]  # Keras' _var_key of each variable, in vector order
+
+    @property
+    def key_set(self) -> frozenset:
+        return frozenset(self.variable_keys)
+
+
+def _check_update(x: tf.Tensor, x_new: Any, slots: Any, slots_new: Any) -> None:
+    # Trace-time checks: a wrong rule fails here, naming the rule, not deep inside Keras.
+    if not isinstance(x_new, tf.Tensor) or x_new.dtype != x.dtype or x_new.shape != x.shape:
+        raise TypeError(
+            f"rule.update: expected the new x as a {x.dtype.name} tensor of shape {x.shape}, "
+            f"got {x_new!r}"
+        )
+    if len(slots_new) != len(slots):
+        raise TypeError(
+            f"rule.update: expected {len(slots)} slots like init_slots, got {len(slots_new)}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="flatvec")
+class VectorOptimizer(keras.optimizers.Optimizer):
+    r"""Run a whole-vector first-order rule inside ``model.fit``.
+
+    At each optimizer step the gradients of all :math:`p` trainable variables are concatenated
+    into one vector :math:`g \in \mathbb{R}^n`, the variables into :math:`x \in \mathbb{R}^n`,
+    and the rule computes
+
+    .. math::
+        (x_{k+1}, s_{k+1}) = \mathrm{rule.update}(x_k, g_k, s_k, \eta_k),
+
+    whose result is split back into the variables. :math:`\eta_k` is the Keras learning rate
+    (a float or a ``LearningRateSchedule``), :math:`s_k` the rule's slots (a NamedTuple of
+    fixed-shape tensors from ``rule.init_slots(x_0)``), each stored as one optimizer variable,
+    so ``model.save`` and ``tf.train.Checkpoint`` keep them. ``g_k`` is what Keras would pass
+    to any optimizer: all-reduced across replicas, loss-scale unscaled, accumulated, clipped.
+
+    Parameters
+    ----------
+    rule : str or flatvec.algorithm.UpdateRule
+        A registered first-order rule name (``"gd"``) or a rule instance (e.g. your own
+        ``UpdateRule`` subclass). Methods that re-evaluate the loss (``uses_line_search``:
+        ``"lbfgs"``, ``"cg"``, ``"bfgs"``, ...) are refused with a ``ValueError``: use
+        ``flatvec.minimize(model, dataset, algo=...)`` for them.
+    learning_rate : float, LearningRateSchedule or callable, optional
+        The step :math:`\eta`. Default: the rule's own ``learning_rate`` (0.01 for ``"gd"``).
+    weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum, \
+ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
+        As for every ``keras.optimizers.Optimizer``.
+    **rule_options
+        Options of a named rule, e.g. ``momentum=0.9, nesterov=True`` for ``"gd"``.
+
+    Notes
+    -----
+    - Vector dtype: the widest float dtype of the variables. Under ``mixed_float16`` the
+      variables (and so the vector) are float32; the float16 compute dtype never reaches it.
+    - ``tf.IndexedSlices`` gradients (embeddings) are densified, duplicate rows summed.
+    - A variable without a gradient is treated as having gradient zero (Keras warns); a rule
+      with momentum may still move it, unlike per-variable Keras optimizers which skip it.
+    - Requires the TensorFlow backend. The update runs through one private Keras hook,
+      checked at construction; see ``flatvec/keras/hook.py``.
+    - Saving: with a registered rule name, ``model.save`` / ``keras.models.load_model``
+      round-trip without help. A rule instance of an unregistered class is stored by its
+      Keras-registered class name and its ``get_config()`` (the constructor arguments):
+      decorate its class with ``@keras.saving.register_keras_serializable()`` or pass
+      ``custom_objects={"MyRule": MyRule}`` to ``load_model``.
+
+    Examples
+    --------
+    >>> import keras, numpy as np, flatvec.keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> opt = flatvec.keras.VectorOptimizer("gd", learning_rate=0.1, momentum=0.9)
+    >>> model.compile(optimizer=opt, loss="mse")
+    >>> x, y = np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
+    >>> _ = model.fit(x, y, epochs=2, verbose=0)
+    >>> opt.space.size, [v.name for v in opt.variables][2:]   # 4 weights + 1 bias; the slot
+    (5, ['velocity'])
+    """
+
+    def __init__(
+        self,
+        rule: str | UpdateRule = "gd",
+        learning_rate: Any = None,
+        *,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str | None = None,
+        **rule_options: Any,
+    ) -> None:
+        check_keras_update_hook()
+        update_rule, rule_name = resolve_rule(rule, rule_options)
+        if learning_rate is None:
+            learning_rate = float(getattr(update_rule, "learning_rate", 0.01))
+        super().__init__(
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+        )
+        self._rule = update_rule
+        self._rule_name = rule_name
+        self._plan: _Plan | None = None
+
+    @property
+    def rule(self) -> UpdateRule:
+        """The update rule applied to the flat vectors."""
+        return self._rule
+
+    @property
+    def space(self) -> FlatParamSpace | None:
+        """The flat parameter space (``None`` until the optimizer is built)."""
+        return None if self._plan is None else self._plan.space
+
+    # ------------------------------------------------------------------ state
+    def build(self, variables: list[Any]) -> None:
+        """Create one optimizer variable per field of ``rule.init_slots(x0)``."""
+        if self.built:
+            return
+        super().build(variables)
+        # float8-style variables are overwritten by Keras with their "gradient"; keep them out.
+        vector_vars = [v for v in variables if not self._overwrite_variable_with_gradient(v)]
+        space = FlatParamSpace(vector_vars)
+        with tf.init_scope():  # slot start values are computed once, eagerly
+            slots = self._rule.init_slots(space.get())
+            fields = getattr(slots, "_fields", None)
+            if fields is None:
+                raise TypeError(
+                    f"rule.init_slots: expected a NamedTuple of tensors, got {type(slots).__name__}"
+                )
+            # As NumPy constants: build() may run while Keras traces the train step, and only
+            # constant initial values can be lifted out of an XLA-compiled function.
+            values = [tf.convert_to_tensor(s).numpy() for s in slots]
+        slot_variables = [
+            self.add_variable(shape=v.shape, dtype=v.dtype.name, initializer=v, name=field)
+            for field, v in zip(fields, values)
+        ]
+        self._plan = _Plan(
+            space=space,
+            slot_type=type(slots),
+            slot_variables=tuple(backing_variable(v) for v in slot_variables),
+            variable_keys=tuple(self._var_key(v) for v in vector_vars),
+        )
+
+    # ------------------------------------------------------------------ the update
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        # Only reached if Keras stopped calling _distributed_tf_update_step (see hook.py).
+        raise KerasHookError(
+            "Keras called VectorOptimizer.update_step (one variable at a time) instead of the "
+            "private hook TFOptimizer._distributed_tf_update_step that flatvec.keras overrides; "
+            f"Keras {keras.__version__} changed its optimizer internals and flatvec.keras needs "
+            "updating for it (see flatvec/keras/hook.py)"
+        )
+
+    def _distributed_tf_update_step(
+        self, distribution: tf.distribute.Strategy, grads_and_vars: Any, learning_rate: Any
+    ) -> Any:
+        """Apply the rule to the whole vector on each device (the private Keras hook).
+
+        Called by ``TFOptimizer._backend_update_step`` with gradients already all-reduced.
+        ``distribution.extended.update`` (anchored on the first variable, whose copies live on
+        every replica device) runs the vector update once per device in an update context,
+        where reading or assigning any mirrored variable touches that device's copy: every
+        replica applies the same reduced gradient and the replicas stay identical.
+        """
+        plan = self._plan
+        # Keras drops variables without a gradient; map the rest back to vector positions.
+        by_key = {self._var_key(v): g for g, v in grads_and_vars}
+        if not by_key.keys() <= plan.key_set:
+            # Keras checked the variables against its own index; a mismatch here means its
+            # _var_key changed meaning, and gradients would silently be dropped.
+            raise KerasHookError(
+                f"{len(by_key.keys() - plan.key_set)} gradient(s) in the update hook belong to "
+                "no variable the optimizer was built with (Keras' _var_key changed?)"
+            )
+        grads = [by_key.get(key) for key in plan.variable_keys]
+        anchor = plan.space.tf_variables[0]
+        return distribution.extended.update(
+            anchor, self._update_vector, args=(grads, learning_rate), group=False
+        )
+
+    def _update_vector(self, _anchor: Any, grads: list[Any], learning_rate: Any) -> None:
+        # Traced once per device: one concat for g, one for x, the rule, one split.
+        plan = self._plan
+        space = plan.space
+        g = space.pack(grads, allow_unused=True, name="gradients")
+        x = space.get()
+        slots = plan.slot_type(*(tf.convert_to_tensor(v) for v in plan.slot_variables))
+        lr = tf.cast(learning_rate, space.dtype)
+        x_new, slots_new = self._rule.update(x, g, slots, learning_rate=lr)
+        _check_update(x, x_new, slots, slots_new)
+        for var, part in zip(space.tf_variables, space.unpack(x_new)):
+            self.assign(var, part)
+        for var, old, new in zip(plan.slot_variables, slots, slots_new):
+            if new is not old:  # unchanged slots (e.g. gd without momentum) cost nothing
+                self.assign(var, new)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """Keras' optimizer config plus ``rule`` (name or serialized rule), ``rule_options``."""
+        config = super().get_config()
+        config.update(rule_to_config(self._rule, self._rule_name))
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> VectorOptimizer:
+        """Inverse of :meth:`get_config` (rule classes resolve through Keras' registry)."""
+        config = dict(config)
+        rule = rule_from_config(config.pop("rule", "gd"))
+        rule_options = dict(config.pop("rule_options", None) or {})
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = keras.saving.deserialize_keras_object(
+                config["learning_rate"], custom_objects=custom_objects
+            )
+        return cls(rule, **config, **rule_options)
