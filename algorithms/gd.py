@@ -1,18 +1,33 @@
-"""Gradient descent with optional (Nesterov) momentum."""
+"""Gradient descent with optional (Nesterov) momentum, or with an Armijo line search."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import UpdateRule
+from flatvec.algorithm import Oracle, UpdateRule
 
-__all__ = ["GradientDescent", "MomentumSlots"]
+from .backtracking import Backtracking
+
+__all__ = ["ArmijoState", "GradientDescent", "MomentumSlots"]
+
+LINE_SEARCHES = (None, "armijo")
 
 
 class MomentumSlots(NamedTuple):
     velocity: tf.Tensor
+
+
+class ArmijoState(NamedTuple):
+    """State of gradient descent with a line search."""
+
+    x: tf.Tensor
+    f: tf.Tensor
+    g: tf.Tensor
+    step_size: tf.Tensor  # the last accepted step
+    failed: tf.Tensor
+    trial: tf.Tensor  # the next first trial step
 
 
 class GradientDescent(UpdateRule):
@@ -27,14 +42,24 @@ class GradientDescent(UpdateRule):
 
     ``momentum=0`` is plain gradient descent :math:`x_{k+1} = x_k - \eta g_k`.
 
+    With ``line_search="armijo"`` the step is chosen each iteration by Armijo backtracking
+    (N&W Algorithm 3.1, :class:`~flatvec.algorithms.backtracking.Backtracking`) along
+    :math:`-g_k`: the first trial is ``learning_rate``, later ones twice the last accepted step
+    (so the step can grow back), and each is shrunk until
+    :math:`f(x_k - \alpha g_k) \le f(x_k) - c_1 \alpha \|g_k\|^2`. This mode re-evaluates the
+    loss, so it runs through ``flatvec.minimize`` only, and takes no momentum.
+
     Parameters
     ----------
     learning_rate : float
-        Step :math:`\eta`.
+        Step :math:`\eta` (with a line search: the first trial step).
     momentum : float
         :math:`\mu \in [0, 1)`.
     nesterov : bool
         Use Nesterov's look-ahead form.
+    line_search : {None, "armijo"}
+        ``None``: the fixed-step rule above (the one ``model.fit`` can run); ``"armijo"``:
+        backtracking as described.
 
     Examples
     --------
@@ -44,16 +69,51 @@ class GradientDescent(UpdateRule):
     >>> res = flatvec.minimize(fun, x0, algo="gd", learning_rate=0.25, gtol=1e-8)
     >>> bool(res.success)
     True
+    >>> res = flatvec.minimize(fun, x0, algo="gd", line_search="armijo", learning_rate=1.0,
+    ...                        gtol=1e-8)
+    >>> bool(res.success), int(res.nit)
+    (True, 1)
     """
 
     def __init__(
-        self, *, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False
+        self,
+        *,
+        learning_rate: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        line_search: str | None = None,
     ) -> None:
         super().__init__(learning_rate=learning_rate)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        if line_search not in LINE_SEARCHES:
+            raise ValueError(f"line_search: expected one of {LINE_SEARCHES}, got {line_search!r}")
+        if line_search is not None and (momentum or nesterov):
+            raise ValueError(
+                f"line_search: {line_search!r} takes no momentum, got momentum={momentum!r}, "
+                f"nesterov={nesterov!r}"
+            )
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
+        self.line_search = line_search
+        if line_search is not None:
+            # An instance-level capability: this configuration re-evaluates the loss.
+            self.uses_line_search = True
+            self._search = Backtracking()
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Any:
+        if self.line_search is None:
+            return super().init(x, f, g)
+        lr = tf.constant(self.learning_rate, x.dtype)
+        return ArmijoState(x, f, g, tf.zeros([], x.dtype), tf.constant(False), lr)
+
+    def step(self, state: Any, oracle: Oracle) -> Any:
+        if self.line_search is None:
+            return super().step(state, oracle)
+        ls = self._search.search(oracle, state.x, state.f, state.g, -state.g, state.trial)
+        moved = ls.step > 0
+        trial = tf.where(moved, 2.0 * ls.step, state.trial)
+        return ArmijoState(ls.x, ls.f, ls.g, ls.step, ~moved, trial)
 
     def init_slots(self, x: tf.Tensor) -> MomentumSlots:
         # A zero-length buffer when there is no momentum: nothing stored, nothing updated.
@@ -63,6 +123,11 @@ class GradientDescent(UpdateRule):
     def update(
         self, x: tf.Tensor, g: tf.Tensor, slots: MomentumSlots, *, learning_rate: tf.Tensor
     ) -> tuple[tf.Tensor, MomentumSlots]:
+        if self.line_search is not None:
+            raise ValueError(
+                f"line_search={self.line_search!r}: this rule re-evaluates the loss and cannot "
+                "run as a per-batch update; use flatvec.minimize"
+            )
         if self.momentum == 0.0:
             return x - learning_rate * g, slots
         velocity = self.momentum * slots.velocity - learning_rate * g

@@ -1,0 +1,189 @@
+r"""Nonlinear conjugate gradients with a strong Wolfe line search.
+
+Directions :math:`d_0 = -g_0`, :math:`d_{k+1} = -g_{k+1} + \beta_{k+1} d_k`, with
+:math:`y_k = g_{k+1} - g_k` and one of the :math:`\beta` rules below (Nocedal & Wright,
+Algorithm 5.4 and §5.2; Hager & Zhang 2006 for the last):
+
+=========  ==============================================================================
+``"fr"``   Fletcher–Reeves :math:`\|g_{k+1}\|^2 / \|g_k\|^2` (N&W eq. 5.41a)
+``"pr"``   Polak–Ribière :math:`g_{k+1}^\top y_k / \|g_k\|^2` (eq. 5.44)
+``"pr+"``  PR+ :math:`\max(0, \beta^{PR})` (eq. 5.45), the default
+``"hs"``   Hestenes–Stiefel :math:`g_{k+1}^\top y_k / d_k^\top y_k` (eq. 5.46)
+``"dy"``   Dai–Yuan :math:`\|g_{k+1}\|^2 / d_k^\top y_k` (eq. 5.49)
+``"hz"``   Hager–Zhang :math:`(y_k - 2 d_k \|y_k\|^2 / d_k^\top y_k)^\top g_{k+1} / d_k^\top y_k`,
+           bounded below by :math:`-1 / (\|d_k\| \min(0.01, \|g_k\|))` (CG_DESCENT)
+=========  ==============================================================================
+
+Each rule is a small function ``beta(g_new, g, d, y)`` in ``BETA_RULES``; pass another callable
+with that signature as ``beta`` to try a new one.
+
+- Restart: :math:`d = -g` whenever :math:`d` is not a descent direction
+  (:math:`g^\top d \ge 0`); PR+ and HZ also restart by themselves when :math:`\beta` is clipped.
+  If the line search finds no decrease along a conjugate direction, the step is retried along
+  :math:`-g` in the same iteration.
+- Line search: strong Wolfe with :math:`c_1 = 10^{-4}`, :math:`c_2 = 0.4` (below 1/2, as
+  FR and PR+ theory ask). First trial (N&W eq. 3.60):
+  :math:`\alpha_0 = 2.02\,(f_k - f_{k-1}) / \phi'(0)`, which assumes the same decrease as the
+  last step; at the start :math:`f_{-1}` is taken so that the first step has length 1.
+
+References
+----------
+J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., 2006, ch. 5.
+W. W. Hager and H. Zhang, "A new conjugate gradient method with guaranteed descent and an
+efficient line search", SIAM J. Optim. 16(1), 2005; "A survey of nonlinear conjugate gradient
+methods", Pacific J. Optim. 2(1), 2006.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from flatvec.algorithm import Algorithm, Oracle
+
+from .line_search import dot, search_with_restart
+from .strong_wolfe import StrongWolfe
+
+__all__ = ["BETA_RULES", "CGState", "ConjugateGradient"]
+
+BetaRule = Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def _ratio(num: tf.Tensor, den: tf.Tensor) -> tf.Tensor:
+    """``num / den``, 0 (a restart) where ``den`` is 0 or the ratio is not finite."""
+    ok = den != 0
+    r = num / tf.where(ok, den, tf.ones_like(den))
+    return tf.where(ok & tf.math.is_finite(r), r, tf.zeros_like(r))
+
+
+def beta_fr(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Fletcher–Reeves."""
+    return _ratio(dot(g_new, g_new), dot(g, g))
+
+
+def beta_pr(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Polak–Ribière."""
+    return _ratio(dot(g_new, y), dot(g, g))
+
+
+def beta_pr_plus(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Polak–Ribière, clipped at 0 (a restart when negative)."""
+    return tf.maximum(beta_pr(g_new, g, d, y), 0.0)
+
+
+def beta_hs(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Hestenes–Stiefel."""
+    return _ratio(dot(g_new, y), dot(d, y))
+
+
+def beta_dy(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Dai–Yuan."""
+    return _ratio(dot(g_new, g_new), dot(d, y))
+
+
+def beta_hz(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Hager–Zhang, with CG_DESCENT's lower bound :math:`\\eta_k`."""
+    dy = dot(d, y)
+    beta = _ratio(dot(g_new, y) - 2.0 * _ratio(dot(y, y), dy) * dot(d, g_new), dy)
+    eta = -1.0 / (tf.norm(d) * tf.minimum(tf.constant(0.01, g.dtype), tf.norm(g)))
+    return tf.maximum(beta, tf.where(tf.math.is_finite(eta), eta, beta))
+
+
+BETA_RULES: dict[str, BetaRule] = {
+    "fr": beta_fr,
+    "pr": beta_pr,
+    "pr+": beta_pr_plus,
+    "hs": beta_hs,
+    "dy": beta_dy,
+    "hz": beta_hz,
+}
+
+
+class CGState(NamedTuple):
+    """CG state: the iterate, the next direction and the previous value (for the first trial)."""
+
+    x: tf.Tensor
+    f: tf.Tensor
+    g: tf.Tensor
+    step_size: tf.Tensor
+    failed: tf.Tensor
+    d: tf.Tensor
+    f_prev: tf.Tensor
+
+
+class ConjugateGradient(Algorithm):
+    r"""Nonlinear conjugate gradients (N&W Algorithm 5.4) with a strong Wolfe line search.
+
+    Parameters
+    ----------
+    beta : str or callable
+        ``"pr+"`` (default), ``"pr"``, ``"fr"``, ``"hs"``, ``"dy"``, ``"hz"``, or a function
+        ``beta(g_new, g, d, y) -> scalar``.
+    c1, c2 : float
+        Strong Wolfe constants; ``c2`` below 1/2 for the theory of FR and PR+.
+    max_evals : int
+        Most function evaluations per line search.
+
+    Examples
+    --------
+    >>> import tensorflow as tf, flatvec
+    >>> def rosen(x):
+    ...     return tf.reduce_sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    >>> res = flatvec.minimize(rosen, tf.constant([-1.2, 1.0], tf.float64), algo="cg",
+    ...                        beta="pr+", gtol=1e-6)
+    >>> bool(res.success), [round(v, 4) for v in res.x.tolist()]
+    (True, [1.0, 1.0])
+    """
+
+    def __init__(
+        self,
+        *,
+        beta: str | BetaRule = "pr+",
+        c1: float = 1e-4,
+        c2: float = 0.4,
+        max_evals: int = 25,
+    ) -> None:
+        if isinstance(beta, str):
+            if beta.lower() not in BETA_RULES:
+                raise ValueError(
+                    f"beta: expected one of {sorted(BETA_RULES)} or a callable, got {beta!r}"
+                )
+            self._beta_rule = BETA_RULES[beta.lower()]
+        elif callable(beta):
+            self._beta_rule = beta
+        else:
+            raise TypeError(f"beta: expected a rule name or a callable, got {type(beta).__name__}")
+        self.beta = beta
+        self.line_search = StrongWolfe(c1=c1, c2=c2, max_evals=max_evals)
+        self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> CGState:
+        # f_prev chosen so that eq. 3.60 gives a first step of length 1 along -g.
+        return CGState(x, f, g, tf.zeros([], x.dtype), tf.constant(False), -g,
+                       f + 0.5 * tf.norm(g) / 1.01)
+
+    def step(self, state: CGState, oracle: Oracle) -> CGState:
+        x, f, g, d = state.x, state.f, state.g, state.d
+        fallback = -g
+        found = search_with_restart(
+            self.line_search, oracle, x, f, g, d, self._first_trial(state, d),
+            fallback_d=fallback, fallback_step0=self._first_trial(state, fallback),
+            can_restart=tf.reduce_any(d != fallback),
+        )
+        ls = found.result
+        moved = ls.step > 0
+        d_used = tf.where(found.restarted, fallback, d)
+        beta = self._beta_rule(ls.g, g, d_used, ls.g - g)
+        d_next = tf.where(moved, -ls.g + beta * d_used, -g)
+        return CGState(ls.x, ls.f, ls.g, ls.step, ~moved, d_next,
+                       tf.where(moved, f, state.f_prev))
+
+    @staticmethod
+    def _first_trial(state: CGState, d: tf.Tensor) -> tf.Tensor:
+        """N&W eq. 3.60: the step that repeats the last decrease on a quadratic model."""
+        slope = dot(state.g, d)
+        a0 = 2.02 * (state.f - state.f_prev) / slope
+        one = tf.ones([], state.x.dtype)
+        return tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one)

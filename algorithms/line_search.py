@@ -1,0 +1,175 @@
+r"""Pieces shared by the line searches: the result type, the restart helper, interpolation.
+
+A line search looks along a direction :math:`d` from :math:`x` for a step :math:`\alpha > 0`
+and works on :math:`\phi(\alpha) = f(x + \alpha d)`, :math:`\phi'(\alpha) = \nabla f(x +
+\alpha d)^\top d`. The searches themselves live in :mod:`flatvec.algorithms.strong_wolfe`
+(:class:`~flatvec.algorithms.strong_wolfe.StrongWolfe`) and
+:mod:`flatvec.algorithms.backtracking` (:class:`~flatvec.algorithms.backtracking.Backtracking`);
+both return a :class:`LineSearchResult`.
+
+Everything here is traceable: it runs inside one ``tf.function`` and under XLA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "LineSearch",
+    "LineSearchResult",
+    "cubic_minimizer",
+    "dot",
+    "is_finite",
+    "machine_eps",
+    "quadratic_minimizer",
+    "search_with_restart",
+    "unit_step_scale",
+]
+
+
+class LineSearchResult(NamedTuple):
+    """What a line search returns.
+
+    Attributes
+    ----------
+    step : scalar tensor
+        The accepted step :math:`\\alpha`; 0 when no point with sufficient decrease was found.
+    x, f, g : tensors
+        The accepted point :math:`x + \\alpha d`, its value and gradient (the start point,
+        value and gradient when ``step == 0``). ``x`` is the point that was evaluated, so
+        ``f`` and ``g`` belong to it bit for bit.
+    nfev : int32 scalar
+        Oracle calls made.
+    success : bool scalar
+        The search's own acceptance conditions hold at ``step`` (strong Wolfe for
+        ``StrongWolfe``, sufficient decrease for ``Backtracking``). A search may return a step
+        with ``success == False`` that still decreases ``f`` (out of evaluations, or the
+        bracket became too narrow to improve on).
+    """
+
+    step: tf.Tensor
+    x: tf.Tensor
+    f: tf.Tensor
+    g: tf.Tensor
+    nfev: tf.Tensor
+    success: tf.Tensor
+
+
+class LineSearch(Protocol):
+    """``search(oracle, x, f, g, d, step0) -> LineSearchResult``; ``d`` must be a descent
+    direction (``g'd < 0``) and ``step0 > 0`` the first trial step."""
+
+    def search(
+        self,
+        oracle: Callable[[tf.Tensor], Any],
+        x: tf.Tensor,
+        f: tf.Tensor,
+        g: tf.Tensor,
+        d: tf.Tensor,
+        step0: tf.Tensor,
+    ) -> LineSearchResult: ...
+
+
+def dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Inner product of two 1-D tensors."""
+    return tf.tensordot(a, b, 1)
+
+
+def is_finite(f: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
+    """True when ``f`` and every entry of ``g`` are finite."""
+    return tf.math.is_finite(f) & tf.reduce_all(tf.math.is_finite(g))
+
+
+def unit_step_scale(g: tf.Tensor) -> tf.Tensor:
+    """``1 / ||g||_2`` (1 for a zero or non-finite norm): a step of length 1 along ``-g``."""
+    norm = tf.norm(g)
+    ok = (norm > 0) & tf.math.is_finite(norm)
+    one = tf.ones_like(norm)
+    return tf.where(ok, one / tf.where(ok, norm, one), one)
+
+
+def machine_eps(dtype: tf.DType) -> float:
+    """Machine epsilon of a float dtype."""
+    return float(np.finfo(dtype.as_numpy_dtype).eps)
+
+
+def cubic_minimizer(
+    a: tf.Tensor, fa: tf.Tensor, da: tf.Tensor, b: tf.Tensor, fb: tf.Tensor, db: tf.Tensor
+) -> tf.Tensor:
+    r"""Minimizer of the cubic that interpolates :math:`\phi, \phi'` at ``a`` and ``b``.
+
+    Nocedal & Wright (2006), eq. (3.59):
+
+    .. math::
+        d_1 = \phi'_a + \phi'_b - 3\frac{\phi_a - \phi_b}{a - b},\quad
+        d_2 = \operatorname{sign}(b - a)\sqrt{d_1^2 - \phi'_a\phi'_b},\quad
+        t = b - (b - a)\frac{\phi'_b + d_2 - d_1}{\phi'_b - \phi'_a + 2 d_2}.
+
+    The square root is taken on rescaled quantities (as in Moré & Thuente) so that large
+    slopes do not overflow. Returns NaN where the cubic has no local minimizer.
+    """
+    d1 = da + db - 3.0 * (fa - fb) / (a - b)
+    scale = tf.maximum(tf.maximum(tf.abs(d1), tf.abs(da)), tf.abs(db))
+    safe = tf.where(scale > 0, scale, tf.ones_like(scale))
+    disc = (d1 / safe) ** 2 - (da / safe) * (db / safe)
+    d2 = tf.sign(b - a) * safe * tf.sqrt(tf.maximum(disc, 0.0))
+    t = b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2)
+    ok = (disc >= 0) & tf.math.is_finite(t)
+    return tf.where(ok, t, tf.constant(float("nan"), t.dtype))
+
+
+def quadratic_minimizer(
+    a: tf.Tensor, fa: tf.Tensor, da: tf.Tensor, b: tf.Tensor, fb: tf.Tensor
+) -> tf.Tensor:
+    r"""Minimizer of the quadratic with value and slope ``fa, da`` at ``a`` and value ``fb``
+    at ``b`` (N&W eq. 3.57): :math:`a - \phi'_a (b-a)^2 / (2(\phi_b - \phi_a - \phi'_a(b-a)))`.
+    NaN where the quadratic is not convex."""
+    h = b - a
+    curv = fb - fa - da * h
+    t = a - da * h * h / (2.0 * curv)
+    ok = (curv > 0) & tf.math.is_finite(t)
+    return tf.where(ok, t, tf.constant(float("nan"), t.dtype))
+
+
+class Restarted(NamedTuple):
+    """A line search result and whether it came from the fallback direction."""
+
+    result: LineSearchResult
+    restarted: tf.Tensor
+    nfev: tf.Tensor
+
+
+def search_with_restart(
+    line_search: LineSearch,
+    oracle: Callable[[tf.Tensor], Any],
+    x: tf.Tensor,
+    f: tf.Tensor,
+    g: tf.Tensor,
+    d: tf.Tensor,
+    step0: tf.Tensor,
+    fallback_d: tf.Tensor,
+    fallback_step0: tf.Tensor,
+    can_restart: tf.Tensor,
+) -> Restarted:
+    """Search along ``d``; if no decrease is found and ``can_restart``, search again along
+    ``fallback_d`` (a scaled steepest-descent direction) in the same call.
+
+    This is how the quasi-Newton and CG methods recover from a stale model: the memory or
+    the conjugacy is dropped and the step is retried along the gradient, as L-BFGS-B does.
+    A direction that is not a descent direction is not searched at all.
+    """
+    descent = dot(g, d) < 0
+    d = tf.where(descent, d, fallback_d)
+    step0 = tf.where(descent, step0, fallback_step0)
+    first = line_search.search(oracle, x, f, g, d, step0)
+    retry = (first.step <= 0) & can_restart & descent
+
+    def again() -> LineSearchResult:
+        return line_search.search(oracle, x, f, g, fallback_d, fallback_step0)
+
+    second = tf.cond(retry, again, lambda: first)
+    return Restarted(second, retry | ~descent, first.nfev + tf.where(retry, second.nfev, 0))

@@ -1,0 +1,260 @@
+r"""A line search for the strong Wolfe conditions: bracketing, then zoom.
+
+Finds :math:`\alpha > 0` with
+
+.. math::
+    \phi(\alpha) \le \phi(0) + c_1 \alpha \phi'(0), \qquad
+    |\phi'(\alpha)| \le c_2 |\phi'(0)|, \qquad 0 < c_1 < c_2 < 1,
+
+following Nocedal & Wright (2006), Algorithm 3.5 (bracketing) and Algorithm 3.6 (zoom), with
+safeguarded cubic interpolation for both the zoom trials and the extrapolation. Both phases
+run in one ``tf.while_loop`` over a fixed-shape state, so the search traces into one graph and
+compiles under XLA.
+
+A trial point where ``f`` or ``g`` is not finite counts as "too far": it becomes the far end
+of the bracket and the next trial moves back towards the last good point.
+
+References
+----------
+J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., Springer, 2006, §3.4–3.5.
+W. W. Hager and H. Zhang, "A new conjugate gradient method with guaranteed descent and an
+efficient line search", SIAM J. Optim. 16(1), 2005 (approximate Wolfe conditions).
+J. J. Moré and D. J. Thuente, "Line search algorithms with guaranteed sufficient decrease",
+ACM TOMS 20(3), 1994 (the safeguards on extrapolation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from .line_search import (
+    LineSearchResult,
+    cubic_minimizer,
+    dot,
+    is_finite,
+    machine_eps,
+    quadratic_minimizer,
+)
+
+__all__ = ["StrongWolfe"]
+
+# A zoom trial keeps this fraction of the bracket between itself and either end.
+_ZOOM_GUARD_LO, _ZOOM_GUARD_HI = 0.01, 0.1
+# Extrapolation from step a (previous step p): next trial in [a + lo*(a-p), a + hi*(a-p)].
+_EXTRAP_LO, _EXTRAP_HI = 1.1, 10.0
+# Fraction of the bracket kept when the far end is not finite (nothing to interpolate).
+_NONFINITE_SHRINK = 0.1
+
+
+class _Point(NamedTuple):
+    a: tf.Tensor  # step
+    f: tf.Tensor
+    d: tf.Tensor  # slope phi'(a)
+
+
+class _Loop(NamedTuple):
+    nfev: tf.Tensor
+    trial: tf.Tensor  # next step to evaluate
+    lo: _Point  # best step with sufficient decrease so far (step 0 at the start)
+    lo_x: tf.Tensor
+    lo_g: tf.Tensor
+    hi: _Point  # the other end of the bracket, once bracketed
+    hi_finite: tf.Tensor
+    bracketed: tf.Tensor
+    done: tf.Tensor
+    success: tf.Tensor
+
+
+class StrongWolfe:
+    r"""Strong Wolfe line search (N&W Algorithms 3.5 and 3.6).
+
+    Parameters
+    ----------
+    c1 : float
+        Sufficient-decrease constant, :math:`0 < c_1 < 1/2`.
+    c2 : float
+        Curvature constant, :math:`c_1 < c_2 < 1`: 0.9 for quasi-Newton methods, 0.1–0.4 for
+        nonlinear conjugate gradients.
+    max_evals : int
+        Most function evaluations per search.
+    xtol : float
+        Stop once the bracket around an acceptable-decrease step is narrower than ``xtol``
+        times that step: the best point is returned (``success=False``), as MINPACK's
+        ``dcsrch`` does.
+    max_step : float
+        Largest step tried.
+    noise : float, optional
+        Relative rounding level of ``f``: where trial values differ from :math:`\phi(0)` by at
+        most ``noise * |f(x)|``, the search trusts slopes instead of values (the approximate
+        Wolfe conditions of Hager & Zhang): it accepts
+        :math:`|\phi'(\alpha)| \le c_2|\phi'(0)|` without the decrease test and brackets by the
+        sign of :math:`\phi'`. This lets the methods reach small gradient tolerances where
+        ``f`` no longer resolves the decrease. Default ``1000 * eps`` of the dtype; 0 turns it
+        off.
+
+    Examples
+    --------
+    >>> import tensorflow as tf
+    >>> from .strong_wolfe import StrongWolfe
+    >>> def oracle(x):
+    ...     with tf.GradientTape() as tape:
+    ...         tape.watch(x)
+    ...         f = tf.reduce_sum((x - 3.0) ** 2)
+    ...     return f, tape.gradient(f, x)
+    >>> x = tf.constant([0.0], tf.float64)
+    >>> f, g = oracle(x)
+    >>> res = StrongWolfe(c2=0.1).search(oracle, x, f, g, -g, tf.constant(1.0, tf.float64))
+    >>> round(float(res.step), 6), bool(res.success)
+    (0.5, True)
+    """
+
+    def __init__(
+        self,
+        *,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+        max_evals: int = 25,
+        xtol: float = 1e-10,
+        max_step: float = 1e10,
+        noise: float | None = None,
+    ) -> None:
+        if not 0.0 < c1 < 0.5:
+            raise ValueError(f"c1: expected a number in (0, 0.5), got {c1!r}")
+        if not c1 < c2 < 1.0:
+            raise ValueError(f"c2: expected a number in (c1={c1}, 1), got {c2!r}")
+        if int(max_evals) != max_evals or max_evals < 1:
+            raise ValueError(f"max_evals: expected a positive integer, got {max_evals!r}")
+        if not 0.0 <= xtol < 1.0:
+            raise ValueError(f"xtol: expected a number in [0, 1), got {xtol!r}")
+        if not max_step > 0:
+            raise ValueError(f"max_step: expected a positive number, got {max_step!r}")
+        if noise is not None and not 0.0 <= noise < 1.0:
+            raise ValueError(f"noise: expected None or a number in [0, 1), got {noise!r}")
+        self.noise = None if noise is None else float(noise)
+        self.c1, self.c2 = float(c1), float(c2)
+        self.max_evals, self.xtol, self.max_step = int(max_evals), float(xtol), float(max_step)
+
+    def __repr__(self) -> str:
+        return (f"StrongWolfe(c1={self.c1}, c2={self.c2}, max_evals={self.max_evals}, "
+                f"xtol={self.xtol}, max_step={self.max_step}, noise={self.noise})")
+
+    def search(
+        self,
+        oracle: Callable[[tf.Tensor], Any],
+        x: tf.Tensor,
+        f: tf.Tensor,
+        g: tf.Tensor,
+        d: tf.Tensor,
+        step0: tf.Tensor,
+    ) -> LineSearchResult:
+        """Search from ``x`` (value ``f``, gradient ``g``) along the descent direction ``d``,
+        starting with the trial step ``step0``. See :class:`LineSearchResult`."""
+        dtype = x.dtype
+        c1, c2 = tf.constant(self.c1, dtype), tf.constant(self.c2, dtype)
+        max_step = tf.constant(self.max_step, dtype)
+        zero = tf.zeros([], dtype)
+        d0 = dot(g, d)
+        origin = _Point(zero, f, d0)
+        rel = self.noise if self.noise is not None else 1e3 * machine_eps(dtype)
+        noise = rel * tf.abs(f)
+
+        def body(s: _Loop) -> tuple[_Loop]:
+            a = s.trial
+            xa = x + a * d
+            fa, ga = oracle(xa)
+            da = dot(ga, d)
+            finite = is_finite(fa, ga)
+            armijo = finite & (fa <= f + c1 * a * d0)
+            # Slope sign relative to the far end (or forward, before bracketing): >= 0 means
+            # a minimizer lies between the best point and this trial.
+            toward_hi = tf.where(s.bracketed, da * (s.hi.a - s.lo.a), da)
+            # Values indistinguishable from f(x) within rounding: trust the slopes instead
+            # (the approximate Wolfe conditions of Hager & Zhang).
+            noisy = finite & (tf.abs(fa - f) <= noise) & (tf.abs(s.lo.f - f) <= noise)
+            classic_too_far = ~armijo | (fa >= s.lo.f)
+            too_far = tf.where(noisy, toward_hi >= 0, classic_too_far)
+            accept = (tf.abs(da) <= -c2 * d0) & (noisy | ~classic_too_far)
+            # Better point but the slope turned uphill: the old best becomes the far end.
+            flip = ~too_far & ~accept & (toward_hi >= 0)
+            new = _Point(a, fa, da)
+            lo = _where(too_far, s.lo, new)
+            hi = _where(too_far, new, _where(flip, s.lo, s.hi))
+            hi_finite = tf.where(too_far, finite, tf.where(flip, True, s.hi_finite))
+            bracketed = s.bracketed | too_far | flip
+            lo_x = tf.where(too_far, s.lo_x, xa)
+            lo_g = tf.where(too_far, s.lo_g, ga)
+
+            trial = tf.where(
+                bracketed,
+                _zoom_trial(lo, hi, hi_finite, noise),
+                tf.minimum(_extrapolate(s.lo, new), max_step),
+            )
+            width = tf.abs(hi.a - lo.a)
+            narrow = bracketed & (lo.a > 0) & (width <= self.xtol * lo.a)
+            stuck = ~bracketed & (lo.a >= max_step)
+            done = accept | narrow | stuck | ~tf.math.is_finite(trial)
+            return (
+                _Loop(s.nfev + 1, trial, lo, lo_x, lo_g, hi, hi_finite, bracketed, done, accept),
+            )
+
+        def cond(s: _Loop) -> tf.Tensor:
+            return ~s.done
+
+        init = _Loop(
+            nfev=tf.zeros([], tf.int32),
+            trial=tf.cast(step0, dtype),
+            lo=origin,
+            lo_x=x,
+            lo_g=g,
+            hi=origin,
+            hi_finite=tf.constant(True),
+            bracketed=tf.constant(False),
+            done=tf.constant(False),
+            success=tf.constant(False),
+        )
+        (s,) = tf.while_loop(cond, body, (init,), maximum_iterations=self.max_evals)
+        # Without the conditions, only a strict decrease is worth returning (a point accepted
+        # in the noisy regime may be up to `noise` above f).
+        keep = s.success | (s.lo.f < f)
+        return LineSearchResult(
+            tf.where(keep, s.lo.a, zero),
+            tf.where(keep, s.lo_x, x),
+            tf.where(keep, s.lo.f, f),
+            tf.where(keep, s.lo_g, g),
+            s.nfev,
+            s.success,
+        )
+
+
+def _where(cond: tf.Tensor, a: _Point, b: _Point) -> _Point:
+    return _Point(*(tf.where(cond, u, v) for u, v in zip(a, b, strict=True)))
+
+
+def _zoom_trial(lo: _Point, hi: _Point, hi_finite: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """Next trial inside the bracket: cubic interpolation of both ends, else the quadratic
+    from ``lo``'s value and slope and ``hi``'s value, else bisection; kept away from both ends
+    so that the bracket shrinks. When the two values differ by no more than rounding noise,
+    the secant step on the slopes."""
+    width = hi.a - lo.a
+    cubic = cubic_minimizer(lo.a, lo.f, lo.d, hi.a, hi.f, hi.d)
+    quad = quadratic_minimizer(lo.a, lo.f, lo.d, hi.a, hi.f)
+    t = tf.where(tf.math.is_finite(cubic), cubic, quad)
+    secant = lo.a - lo.d * width / (hi.d - lo.d)
+    t = tf.where(tf.abs(hi.f - lo.f) <= noise, secant, t)
+    t = tf.where(tf.math.is_finite(t), t, lo.a + 0.5 * width)
+    frac = tf.clip_by_value((t - lo.a) / width, _ZOOM_GUARD_LO, 1.0 - _ZOOM_GUARD_HI)
+    frac = tf.where(hi_finite, frac, _NONFINITE_SHRINK)
+    return lo.a + frac * width
+
+
+def _extrapolate(prev: _Point, cur: _Point) -> tf.Tensor:
+    """Next trial beyond ``cur`` while the slope is still steeply downhill: the cubic's
+    minimizer, kept within ``[cur + 1.1 (cur - prev), cur + 10 (cur - prev)]``."""
+    span = cur.a - prev.a
+    lo, hi = cur.a + _EXTRAP_LO * span, cur.a + _EXTRAP_HI * span
+    t = cubic_minimizer(prev.a, prev.f, prev.d, cur.a, cur.f, cur.d)
+    t = tf.where(tf.math.is_finite(t) & (t > cur.a), t, hi)
+    return tf.clip_by_value(t, lo, hi)

@@ -1,0 +1,275 @@
+"""The built-in methods (lbfgs, cg, bfgs, gd): known minima, SciPy comparisons on the same
+problems, component checks against dense references, failure handling and XLA."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from flatvec.algorithms.bfgs import bfgs_update
+from flatvec.algorithms.cg import BETA_RULES
+from flatvec.algorithms.gd import GradientDescent, MomentumSlots
+from flatvec.algorithms.lbfgs import LBFGS, two_loop
+from problems import ACCEPTANCE, PROBLEMS, solved
+
+import flatvec
+from flatvec import Status
+
+F64 = tf.float64
+ALGORITHMS = ("lbfgs", "cg", "bfgs")
+SCIPY_METHOD = {"lbfgs": "L-BFGS-B", "cg": "CG", "bfgs": "BFGS"}
+GTOL = 1e-6
+# SciPy's CG and BFGS have no relative-decrease test; L-BFGS-B has ftol = 2.2e-9 (flatvec's
+# default). Each flatvec method runs with the stopping rules of the SciPy method it is
+# compared with.
+FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
+# Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
+PINNED_NFEV = {"lbfgs": 45, "cg": 63, "bfgs": 45}
+
+
+def _minimize(problem, algo, **options):
+    options = {"gtol": GTOL, "ftol": FTOL.get(algo, 0.0), "max_iter": 10000, **options}
+    return flatvec.minimize(problem.fun, tf.constant(problem.x0), algo, **options)
+
+
+@pytest.fixture(scope="module")
+def scipy_runs():
+    """SciPy's matching method on each acceptance problem, run once per module."""
+    cache = {}
+
+    def get(name, algo):
+        if (name, algo) not in cache:
+            problem = PROBLEMS[name]
+            cache[name, algo] = flatvec.minimize(
+                problem.fun, tf.constant(problem.x0), "scipy:" + SCIPY_METHOD[algo],
+                gtol=GTOL, max_iter=10000,
+            )
+        return cache[name, algo]
+
+    return get
+
+
+# ---------------------------------------------------------------------- against SciPy
+@pytest.mark.parametrize("name", ACCEPTANCE)
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_against_scipy_on_acceptance_problems(algo, name, scipy_runs):
+    problem = PROBLEMS[name]
+    res = _minimize(problem, algo)
+    ref = scipy_runs(name, algo)
+    assert res.success, res.message
+    assert solved(problem, res.fun), (res.fun, problem.fmin)
+    if FTOL[algo] == 0.0:  # run to the gradient test, as SciPy's CG and BFGS
+        assert np.max(np.abs(res.jac)) <= GTOL
+    if problem.xmin is not None:
+        scale = max(1.0, np.abs(problem.xmin).max())
+        np.testing.assert_allclose(res.x, problem.xmin, atol=1e-3 * scale)
+    assert solved(problem, ref.fun)  # SciPy solves these too: the comparison is fair
+    assert res.nfev <= ref.nfev, f"{algo}: {res.nfev} evaluations, SciPy {ref.nfev}"
+    if name == "rosenbrock":
+        assert res.nfev == PINNED_NFEV[algo]
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_suite_subset_against_scipy(algo, scipy_runs):
+    # A few classic problems of the robustness suite (tests/compare_suite.py runs them all).
+    names = ("helical_valley", "box3d", "brown_dennis", "broyden_tridiagonal_10")
+    ours = [_minimize(PROBLEMS[n], algo) for n in names]
+    refs = [scipy_runs(n, algo) for n in names]
+    assert all(solved(PROBLEMS[n], r.fun) for n, r in zip(names, ours, strict=True))
+    ratios = [a.nfev / b.nfev for a, b in zip(ours, refs, strict=True)]
+    assert float(np.median(ratios)) <= 1.0, ratios
+
+
+# ---------------------------------------------------------------------- components
+def _pairs(rng, n, k):
+    """``k`` curvature pairs of a fixed SPD quadratic (so s'y > 0)."""
+    a = rng.standard_normal((n, n))
+    a = a @ a.T + n * np.eye(n)
+    s = rng.standard_normal((k, n))
+    return s, s @ a
+
+
+def _dense_inverse(s, y, gamma):
+    """The BFGS recursion H <- V'HV + rho s s' from gamma I, oldest pair first."""
+    n = s.shape[1]
+    h = gamma * np.eye(n)
+    for si, yi in zip(s, y, strict=True):
+        rho = 1.0 / (si @ yi)
+        v = np.eye(n) - rho * np.outer(yi, si)
+        h = v.T @ h @ v + rho * np.outer(si, si)
+    return h
+
+
+@pytest.mark.parametrize("pushed", [3, 5, 9])
+def test_two_loop_matches_the_dense_inverse_hessian(rng, pushed):
+    m, n = 5, 7
+    s, y = _pairs(rng, n, pushed)
+    # Ring buffers as L-BFGS fills them: pair i in slot i mod m; the newest m survive.
+    s_buf, y_buf, rho = np.zeros((m, n)), np.zeros((m, n)), np.zeros(m)
+    for i in range(pushed):
+        s_buf[i % m], y_buf[i % m], rho[i % m] = s[i], y[i], 1.0 / (s[i] @ y[i])
+    head, count = pushed % m, min(pushed, m)
+    gamma = (s[-1] @ y[-1]) / (y[-1] @ y[-1])
+    g = rng.standard_normal(n)
+    got = two_loop(*(tf.constant(v, F64) for v in (g, s_buf, y_buf, rho)),
+                   tf.constant(head), tf.constant(count), tf.constant(gamma, F64))
+    h = _dense_inverse(s[-count:], y[-count:], gamma)
+    np.testing.assert_allclose(got.numpy(), h @ g, rtol=1e-10, atol=1e-12)
+    # The newest pair satisfies the secant equation H y = s.
+    got_y = two_loop(*(tf.constant(v, F64) for v in (y[-1], s_buf, y_buf, rho)),
+                     tf.constant(head), tf.constant(count), tf.constant(gamma, F64))
+    np.testing.assert_allclose(got_y.numpy(), s[-1], rtol=1e-10)
+
+
+def test_bfgs_update_matches_the_product_form(rng):
+    n = 6
+    s, y = _pairs(rng, n, 1)
+    h0 = np.diag(rng.uniform(0.5, 2.0, n))
+    got = bfgs_update(tf.constant(h0), tf.constant(s[0]), tf.constant(y[0])).numpy()
+    rho = 1.0 / (s[0] @ y[0])
+    v = np.eye(n) - rho * np.outer(y[0], s[0])
+    np.testing.assert_allclose(got, v.T @ h0 @ v + rho * np.outer(s[0], s[0]), rtol=1e-12)
+    np.testing.assert_allclose(got @ y[0], s[0], rtol=1e-12)
+    np.testing.assert_allclose(got, got.T, rtol=1e-14)
+
+
+def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
+    problem = PROBLEMS["quadratic_50"]
+    res = _minimize(problem, "lbfgs", memory=4, max_iter=7)
+    state = res.state
+    count, head = int(state.count), int(state.head)
+    assert res.nit == 7 and count == 4 and 0 <= head < 4
+    # On f = x'Ax/2 - b'x every stored pair has y = A s and rho = 1/(s'y).
+    x = tf.constant(problem.x0)
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            f = problem.fun(x)
+        g = inner.gradient(f, x)
+    a = outer.jacobian(g, x).numpy()
+    s, y, rho = state.s.numpy(), state.y.numpy(), state.rho.numpy()
+    np.testing.assert_allclose(y, s @ a.T, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(rho, 1.0 / np.sum(s * y, axis=1), rtol=1e-12)
+    # gamma = s'y / y'y of the newest pair (slot head - 1).
+    newest = (head - 1) % 4
+    assert float(state.gamma) == pytest.approx(rho[newest] ** -1 / (y[newest] @ y[newest]))
+
+
+def test_lbfgs_resets_memory_and_retries_along_the_gradient():
+    # A stored pair that makes -Hg absurdly long: the one allowed trial fails, the memory is
+    # dropped and the step is retried along -gamma g inside the same iteration.
+    def oracle(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            f = 0.5 * tf.reduce_sum(x**2)
+        return f, tape.gradient(f, x)
+
+    algo = LBFGS(memory=3, max_evals=1)
+    x = tf.constant([1.0, 2.0, -1.0], F64)
+    state = algo.init(x, *oracle(x))
+    state = state._replace(
+        s=tf.tensor_scatter_nd_update(state.s, [[0]], [[1.0, 0.0, 0.0]]),
+        y=tf.tensor_scatter_nd_update(state.y, [[0]], [[1e-8, 0.0, 0.0]]),
+        rho=tf.tensor_scatter_nd_update(state.rho, [[0]], [1e8]),
+        head=tf.constant(1), count=tf.constant(1), gamma=tf.constant(0.5, F64),
+    )
+    new = algo.step(state, oracle)
+    assert not bool(new.failed)
+    np.testing.assert_allclose(new.x.numpy(), x.numpy() / 2)  # -0.5 g, step 1
+    assert int(new.count) == 1  # reset, then the new pair (s = y = -x/2)
+    assert float(new.gamma) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("rule", sorted(BETA_RULES))
+def test_beta_rules_match_their_formulas(rule, rng):
+    g, g_new, d = (rng.standard_normal(5) for _ in range(3))
+    y = g_new - g
+    expected = {
+        "fr": g_new @ g_new / (g @ g),
+        "pr": g_new @ y / (g @ g),
+        "pr+": max(0.0, g_new @ y / (g @ g)),
+        "hs": g_new @ y / (d @ y),
+        "dy": g_new @ g_new / (d @ y),
+        "hz": max((y - 2 * d * (y @ y) / (d @ y)) @ g_new / (d @ y),
+                  -1.0 / (np.linalg.norm(d) * min(0.01, np.linalg.norm(g)))),
+    }[rule]
+    got = BETA_RULES[rule](*(tf.constant(v) for v in (g_new, g, d, y)))
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("beta", sorted(BETA_RULES))
+def test_every_beta_rule_solves_a_small_problem(beta):
+    res = _minimize(PROBLEMS["beale"], "cg", beta=beta, max_iter=2000)
+    assert res.success and solved(PROBLEMS["beale"], res.fun)
+
+
+# ---------------------------------------------------------------------- failures, XLA
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_backs_off_from_non_finite_regions(algo):
+    # Minimum at (1, 0); NaN for x_0 > 1.2, where the first line search's extrapolation goes.
+    nan, zero = tf.constant(math.nan, F64), tf.constant(0.0, F64)
+    seen_nan = tf.Variable(False)
+
+    def fun(x):
+        seen_nan.assign(seen_nan | (x[0] > 1.2))
+        return (x[0] - 1.0) ** 2 + x[1] ** 2 + tf.where(x[0] > 1.2, nan, zero)
+
+    res = flatvec.minimize(fun, tf.constant([-30.0, 1.0], F64), algo, gtol=1e-8)
+    assert bool(seen_nan.numpy())
+    assert res.success
+    np.testing.assert_allclose(res.x, [1.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_no_descent_possible_reports_a_failed_line_search(algo):
+    inf, zero = tf.constant(math.inf, F64), tf.constant(0.0, F64)
+
+    def fun(x):  # finite only at the start point
+        return tf.reduce_sum(x) + tf.where(tf.reduce_any(x != 1.0), inf, zero)
+
+    res = flatvec.minimize(fun, tf.constant([1.0, 1.0], F64), algo, max_evals=5)
+    assert res.status == Status.LINE_SEARCH_FAILED and not res.success
+    np.testing.assert_array_equal(res.x, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_xla_runs_the_same_iterations(algo):
+    problem = PROBLEMS["rosenbrock"]
+    plain = _minimize(problem, algo)
+    xla = _minimize(problem, algo, jit_compile=True)
+    assert xla.success and abs(xla.nfev - plain.nfev) <= 2
+    np.testing.assert_allclose(xla.x, plain.x, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- gradient descent
+def test_gd_armijo_mode():
+    problem = PROBLEMS["quadratic_50"]
+    res = flatvec.minimize(problem.fun, tf.constant(problem.x0), "gd", line_search="armijo",
+                           learning_rate=1.0, gtol=1e-4, max_iter=20000)
+    assert res.success
+    np.testing.assert_allclose(res.x, problem.xmin, atol=1e-3)
+    steps = np.asarray(res.history["step_size"][1:])
+    assert np.all(steps > 0)
+    with pytest.raises(ValueError, match="line_search"):
+        GradientDescent(line_search="wolfe")
+    with pytest.raises(ValueError, match="momentum"):
+        GradientDescent(line_search="armijo", momentum=0.9)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_gd_momentum_rule_matches_keras_sgd(nesterov, rng):
+    grads = rng.standard_normal((4, 3))
+    var = keras.Variable(np.ones(3), dtype="float64")
+    sgd = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+    rule = GradientDescent(learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+    x = tf.ones(3, F64)
+    slots = rule.init_slots(x)
+    assert isinstance(slots, MomentumSlots)
+    for g in grads:
+        sgd.apply_gradients([(tf.constant(g), var)])
+        x, slots = rule.update(x, tf.constant(g), slots, learning_rate=tf.constant(0.1, F64))
+        np.testing.assert_allclose(x.numpy(), var.numpy(), rtol=1e-14)
