@@ -166,11 +166,37 @@ def minimize(
             "(in_memory=True) or jit_compile=False"
         )
     rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
-    start, advance = build_loop(
-        algorithm, objective, rule, steps_per_call=int(steps_per_call), jit_compile=jit_compile
+    start, advance = _compiled_loop(
+        objective, algo, algorithm, algo_options, rule, int(steps_per_call), bool(jit_compile)
     )
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
     return _run(problem, algorithm, start, advance, reporter, initial_state)
+
+
+def _compiled_loop(objective, algo, algorithm, algo_options, rule, steps_per_call, jit_compile):
+    """The compiled ``start``/``advance`` pair, cached on the objective.
+
+    Passing the same :class:`Objective` to several ``minimize`` calls (with the same algorithm
+    and stopping rule) then traces once in all, not once per call. An algorithm given by name
+    is keyed by its name and options; an instance by identity (kept alive by the cache).
+    """
+    if isinstance(algo, str):
+        algo_key = ("name", algo.lower(), tuple(sorted(algo_options.items(), key=str)))
+    else:
+        algo_key = ("instance", id(algorithm))
+    key = (algo_key, rule, steps_per_call, jit_compile)
+    try:
+        hash(key)
+    except TypeError:  # unhashable option values: build afresh
+        return build_loop(
+            algorithm, objective, rule, steps_per_call=steps_per_call, jit_compile=jit_compile
+        )
+    cache = objective.__dict__.setdefault("_loop_cache", {})
+    if key not in cache:
+        cache[key] = (algorithm, *build_loop(
+            algorithm, objective, rule, steps_per_call=steps_per_call, jit_compile=jit_compile
+        ))
+    return cache[key][1:]
 
 
 def _resolve(fun: Any, x0: Any, loss: Any, objective_options: dict[str, Any]) -> Any:

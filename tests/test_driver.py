@@ -106,6 +106,23 @@ def test_traced_once_per_run_whatever_the_number_of_iterations():
     assert count_traces(3) == count_traces(25)
 
 
+def test_reusing_an_objective_reuses_the_compiled_iteration():
+    calls = []
+
+    def fun(x):
+        calls.append(1)  # runs only while tracing
+        return rosen(x)
+
+    objective = flatvec.Objective.from_function(fun)
+    x0 = np.array([-1.2, 1.0])
+    first = flatvec.minimize(objective, x0, "lbfgs", gtol=1e-8)
+    traced = len(calls)
+    again = flatvec.minimize(objective, x0, "lbfgs", gtol=1e-8)
+    assert len(calls) == traced
+    assert again.nfev == first.nfev and again.nit == first.nit
+    np.testing.assert_allclose(again.x, first.x, rtol=1e-12)
+
+
 def test_steps_per_call_follows_the_same_trajectory():
     kwargs = dict(learning_rate=0.05, momentum=0.5, gtol=1e-9, ftol=0.0)
     one = flatvec.minimize(quadratic, np.zeros(5), "gd", **kwargs)
