@@ -106,10 +106,7 @@ class BFGS(Algorithm):
         gamma = tf.where(keep, sy / tf.where(keep, yy, one), state.gamma)
         fresh = found.restarted | ~state.updated
         # Eq. 6.20: the first update (and the first after a reset) starts from gamma * I.
-        import os
-        mode = os.environ.get('BFGS_SCALE', '620')
-        scale0 = {'620': gamma, 'none': one, 'bb1': tf.where(keep, dot(s, s) / sy, gamma)}[mode]
-        h = tf.where(fresh, scale0 * _eye_like(x), state.h)
+        h = tf.where(fresh, gamma * _eye_like(x), state.h)
         h = tf.where(keep, bfgs_update(h, s, y), h)  # a skipped pair's NaNs are never selected
         return BFGSState(ls.x, ls.f, ls.g, ls.step, ~moved, h, gamma,
                          keep | (state.updated & ~found.restarted))

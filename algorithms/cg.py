@@ -142,7 +142,7 @@ class ConjugateGradient(Algorithm):
         *,
         beta: str | BetaRule = "pr+",
         c1: float = 1e-4,
-        c2: float = 0.4,
+        c2: float = 0.1,
         max_evals: int = 25,
     ) -> None:
         if isinstance(beta, str):

@@ -81,8 +81,8 @@ def two_loop(
 
     def backward(i: tf.Tensor, q: tf.Tensor, alphas: tf.Tensor) -> tuple:
         j = tf.math.floormod(start + i, m)
-        a = rho[j] * dot(s[j], q)
-        return i - 1, q - a * y[j], tf.tensor_scatter_nd_update(alphas, [[j]], [a])
+        a = tf.gather(rho, j) * dot(tf.gather(s, j), q)
+        return i - 1, q - a * tf.gather(y, j), tf.tensor_scatter_nd_update(alphas, [[j]], [a])
 
     _, q, alphas = tf.while_loop(
         lambda i, *_: i >= 0, backward, (count - 1, g, alphas), maximum_iterations=m
@@ -91,8 +91,8 @@ def two_loop(
 
     def forward(i: tf.Tensor, r: tf.Tensor) -> tuple:
         j = tf.math.floormod(start + i, m)
-        b = rho[j] * dot(y[j], r)
-        return i + 1, r + (alphas[j] - b) * s[j]
+        b = tf.gather(rho, j) * dot(tf.gather(y, j), r)
+        return i + 1, r + (tf.gather(alphas, j) - b) * tf.gather(s, j)
 
     _, r = tf.while_loop(lambda i, _: i < count, forward, (tf.zeros([], tf.int32), r),
                          maximum_iterations=m)
@@ -132,7 +132,7 @@ class LBFGS(Algorithm):
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> LBFGSState:
-        n = tf.shape(x)[0]
+        n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known
         zeros = tf.zeros([self.memory, n], x.dtype)
         return LBFGSState(
             x, f, g,
@@ -162,12 +162,17 @@ class LBFGS(Algorithm):
         sy, yy = dot(s, y), dot(y, y)
         eps = tf.constant(machine_eps(x.dtype), x.dtype)
         keep = moved & (sy > eps * yy) & tf.math.is_finite(sy)
+        # Write slot `head` (rewrite it unchanged when the pair is skipped). Rows are read with
+        # tf.gather: XLA compiles a dynamic gather once, but a slice with a tensor index once
+        # per index value.
         slot = state.head
-        s_buf = tf.tensor_scatter_nd_update(state.s, [[slot]], [tf.where(keep, s, state.s[slot])])
-        y_buf = tf.tensor_scatter_nd_update(state.y, [[slot]], [tf.where(keep, y, state.y[slot])])
+        s_buf = tf.tensor_scatter_nd_update(
+            state.s, [[slot]], [tf.where(keep, s, tf.gather(state.s, slot))])
+        y_buf = tf.tensor_scatter_nd_update(
+            state.y, [[slot]], [tf.where(keep, y, tf.gather(state.y, slot))])
         rho = tf.tensor_scatter_nd_update(
-            state.rho, [[slot]], [tf.where(keep, 1.0 / tf.where(keep, sy, one), state.rho[slot])]
-        )
+            state.rho, [[slot]],
+            [tf.where(keep, 1.0 / tf.where(keep, sy, one), tf.gather(state.rho, slot))])
         head = tf.where(keep, tf.math.floormod(slot + 1, self.memory), slot)
         count = tf.where(keep, tf.minimum(count + 1, self.memory), count)
         gamma = tf.where(keep, sy / tf.where(keep, yy, one), state.gamma)

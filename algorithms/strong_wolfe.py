@@ -41,8 +41,10 @@ from .line_search import (
 
 __all__ = ["StrongWolfe"]
 
-# A zoom trial keeps this fraction of the bracket between itself and either end.
-_ZOOM_GUARD_LO, _ZOOM_GUARD_HI = 0.01, 0.1
+# A zoom trial keeps these fractions of the bracket from its best end and its far end: little
+# towards the best point (after a gross overshoot the minimizer may lie very close to it),
+# more towards the far end (so that the bracket keeps shrinking).
+_ZOOM_GUARD_LO, _ZOOM_GUARD_HI = 1e-3, 0.1
 # Extrapolation from step a (previous step p): next trial in [a + lo*(a-p), a + hi*(a-p)].
 _EXTRAP_LO, _EXTRAP_HI = 1.1, 10.0
 # Fraction of the bracket kept when the far end is not finite (nothing to interpolate).
@@ -175,8 +177,8 @@ class StrongWolfe:
             # (the approximate Wolfe conditions of Hager & Zhang).
             noisy = finite & (tf.abs(fa - f) <= noise) & (tf.abs(s.lo.f - f) <= noise)
             classic_too_far = ~armijo | (fa >= s.lo.f)
-            too_far = tf.where(noisy, toward_hi >= 0, classic_too_far)
             accept = (tf.abs(da) <= -c2 * d0) & (noisy | ~classic_too_far)
+            too_far = ~accept & tf.where(noisy, toward_hi >= 0, classic_too_far)
             # Better point but the slope turned uphill: the old best becomes the far end.
             flip = ~too_far & ~accept & (toward_hi >= 0)
             new = _Point(a, fa, da)

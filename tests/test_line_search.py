@@ -121,13 +121,14 @@ def test_strong_wolfe_against_scipy(name):
 @pytest.mark.parametrize("step0", [1e-3, 1e-1, 10.0, 1e3])
 @pytest.mark.parametrize("name", ["mt1", "mt2", "mt3"])
 def test_strong_wolfe_from_far_starting_steps(name, step0):
-    # Moré & Thuente's experiment: the same functions from tiny and huge first trials.
+    # Moré & Thuente's experiment: the same functions from tiny and huge first trials (their
+    # search needs 1 to 13 evaluations on these; the bound leaves a little room).
     phi, c1, c2 = LINE_FUNCTIONS[name]
     oracle = _oracle_1d(phi)
     res = _run(StrongWolfe(c1=c1, c2=c2), oracle, [0.0], [1.0], step0)
     assert bool(res.success)
     assert_strong_wolfe(oracle, [0.0], [1.0], float(res.step), c1, c2)
-    assert int(res.nfev) <= 12
+    assert int(res.nfev) <= 15
 
 
 def rosen(x):
