@@ -12,6 +12,14 @@ from benchmarks.measure import Record
 
 __all__ = ["plot_convergence"]
 
+# One colour per method and one line style per family, the same in every panel.
+_COLORS = {
+    "flatvec:lbfgs": "C0", "flatvec:cg": "C1", "flatvec:bfgs": "C2", "flatvec:gd": "C7",
+    "scipy:L-BFGS-B": "C0", "scipy:CG": "C1", "scipy:BFGS": "C2", "tfp:lbfgs": "C3",
+    "torch:lbfgs": "C4",
+}
+_STYLES = {"flatvec": "-", "scipy": "--", "tfp": ":", "torch": "-."}
+
 
 def plot_convergence(records: list[Record], out: Path) -> list[str]:
     """Write ``loss_vs_evals.png`` and ``loss_vs_time.png`` under ``out``; return their paths
@@ -44,7 +52,9 @@ def plot_convergence(records: list[Record], out: Path) -> list[str]:
                 for v in r.trace.loss:
                     best = min(best, v)
                     ys.append(best)
-                ax.plot(xs, ys, label=r.method, lw=1.3)
+                family = r.method.split(":")[0]
+                ax.plot(xs, ys, label=r.method, lw=1.4, color=_COLORS.get(r.method),
+                        ls=_STYLES.get(family, "-"))
             target = next((r.target for r in ran if r.problem == name and r.target), None)
             if target is not None and target > 0:
                 ax.axhline(target, color="grey", ls=":", lw=1)
