@@ -22,7 +22,7 @@ thousand variables.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
@@ -81,6 +81,10 @@ class BFGS(Algorithm):
     >>> bool(res.success), [round(v, 4) for v in res.x.tolist()]
     (True, [1.0, 1.0])
     """
+
+    # SciPy's CG and BFGS stop on the gradient test only: the relative-decrease test would end
+    # slow-but-steady runs early. Read by the driver when ``ftol`` is not given (if it does).
+    default_ftol: ClassVar[float] = 0.0
 
     def __init__(self, *, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25) -> None:
         self.line_search = StrongWolfe(c1=c1, c2=c2, max_evals=max_evals)
