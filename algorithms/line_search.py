@@ -21,6 +21,7 @@ import tensorflow as tf
 __all__ = [
     "LineSearch",
     "LineSearchResult",
+    "Restarted",
     "cubic_minimizer",
     "dot",
     "is_finite",

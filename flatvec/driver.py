@@ -55,7 +55,7 @@ def minimize(
     max_iter: int = DEFAULT_MAX_ITER,
     max_eval: int | None = None,
     gtol: float = 1e-5,
-    ftol: float = DEFAULT_FTOL,
+    ftol: float | None = None,
     callbacks: Sequence[Any] | None = None,
     verbose: int = 0,
     jit_compile: bool = False,
@@ -97,7 +97,9 @@ def minimize(
         Maximum number of function evaluations (checked after each iteration).
     gtol : float
         Stop when :math:`\|g\|_\infty \le` ``gtol``.
-    ftol : float
+    ftol : float, optional
+        Default: the algorithm's ``default_ftol`` (L-BFGS-B's 2.2e-9 for ``lbfgs`` and ``gd``;
+        0, i.e. off, for ``cg`` and ``bfgs``, as in SciPy's CG and BFGS).
         Stop when :math:`(f_k - f_{k+1}) \le` ``ftol`` :math:`\max(|f_k|, |f_{k+1}|, 1)`, the
         relative-reduction test of L-BFGS-B.
     callbacks : list, optional
@@ -135,7 +137,8 @@ def minimize(
     >>> res.success, [round(v, 6) for v in res.x]
     (True, [1.0, 1.0])
     """
-    _check_options(gtol, ftol, max_iter, max_eval, steps_per_call, verbose)
+    _check_options(gtol, 0.0 if ftol is None else ftol, max_iter, max_eval, steps_per_call,
+                   verbose)
     objective_options = {
         "batch_size": batch_size,
         "training": training,
@@ -151,6 +154,7 @@ def minimize(
         from flatvec.scipy_bridge import minimize_with_scipy
 
         problem = _resolve(fun, x0, loss, objective_options)
+        ftol = DEFAULT_FTOL if ftol is None else ftol
         return minimize_with_scipy(
             problem, algo.split(":", 1)[1], max_iter=max_iter, max_eval=max_eval, gtol=gtol,
             ftol=ftol, callbacks=callbacks, verbose=verbose, bounds=bounds,
@@ -158,6 +162,8 @@ def minimize(
     if bounds is not None:
         raise TypeError("bounds: only supported by algo='scipy:<method>'")
     algorithm = get_algorithm(algo, **algo_options)
+    if ftol is None:
+        ftol = getattr(algorithm, "default_ftol", DEFAULT_FTOL)
     problem = _resolve(fun, x0, loss, objective_options)
     objective = problem.objective
     if jit_compile and objective.streams_data:
