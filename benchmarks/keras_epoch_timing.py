@@ -25,21 +25,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
+from benchmarks.problems import plain_digits_mlp  # noqa: E402
 from flatvec.keras import VectorOptimizer  # noqa: E402
 
 TARGET_RATIO = 1.10
-
-
-def _model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(128, activation="tanh"),
-            keras.layers.Dense(128, activation="tanh"),
-            keras.layers.Dense(10),
-        ]
-    )
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -75,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     }
     runs = {}
     for name, optimizer in optimizers.items():
-        model = _model()
+        model = plain_digits_mlp()
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

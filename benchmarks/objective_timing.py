@@ -29,18 +29,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import flatvec  # noqa: E402
-
-
-def _model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(128, activation="tanh"),
-            keras.layers.Dense(128, activation="tanh"),
-            keras.layers.Dense(10),
-        ]
-    )
+from benchmarks.problems import plain_digits_mlp  # noqa: E402
 
 
 def _median_times(fns: dict, x, repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -65,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     digits = load_digits()
     X = (digits.data / 16.0).astype(np.float32)
     y = digits.target.astype(np.int32)
-    model = _model()
+    model = plain_digits_mlp()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def dataset(batch: int) -> tf.data.Dataset:
