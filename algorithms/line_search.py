@@ -164,7 +164,7 @@ def search_with_restart(
     A direction that is not a descent direction is not searched at all.
     """
     descent = dot(g, d) < 0
-    d = tf.where(descent, d, fallback_d)
+    d = tf.cond(descent, lambda: d, lambda: fallback_d)
     step0 = tf.where(descent, step0, fallback_step0)
     first = line_search.search(oracle, x, f, g, d, step0)
     retry = (first.step <= 0) & can_restart & descent

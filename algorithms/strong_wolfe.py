@@ -61,8 +61,7 @@ class _Loop(NamedTuple):
     nfev: tf.Tensor
     trial: tf.Tensor  # next step to evaluate
     lo: _Point  # best step with sufficient decrease so far (step 0 at the start)
-    lo_x: tf.Tensor
-    lo_g: tf.Tensor
+    lo_g: tf.Tensor  # its gradient (its point x + lo.a * d is recomputed at the end)
     hi: _Point  # the other end of the bracket, once bracketed
     hi_finite: tf.Tensor
     bracketed: tf.Tensor
@@ -186,8 +185,8 @@ class StrongWolfe:
             hi = _where(too_far, new, _where(flip, s.lo, s.hi))
             hi_finite = tf.where(too_far, finite, tf.where(flip, True, s.hi_finite))
             bracketed = s.bracketed | too_far | flip
-            lo_x = tf.where(too_far, s.lo_x, xa)
-            lo_g = tf.where(too_far, s.lo_g, ga)
+            # A cond, not a select: the kept gradient is passed on, not copied.
+            lo_g = tf.cond(too_far, lambda: s.lo_g, lambda: ga)
 
             trial = tf.where(
                 bracketed,
@@ -199,7 +198,7 @@ class StrongWolfe:
             stuck = ~bracketed & (lo.a >= max_step)
             done = accept | narrow | stuck | ~tf.math.is_finite(trial)
             return (
-                _Loop(s.nfev + 1, trial, lo, lo_x, lo_g, hi, hi_finite, bracketed, done, accept),
+                _Loop(s.nfev + 1, trial, lo, lo_g, hi, hi_finite, bracketed, done, accept),
             )
 
         def cond(s: _Loop) -> tf.Tensor:
@@ -209,7 +208,6 @@ class StrongWolfe:
             nfev=tf.zeros([], tf.int32),
             trial=tf.cast(step0, dtype),
             lo=origin,
-            lo_x=x,
             lo_g=g,
             hi=origin,
             hi_finite=tf.constant(True),
@@ -221,12 +219,11 @@ class StrongWolfe:
         # Without the conditions, only a strict decrease is worth returning (a point accepted
         # in the noisy regime may be up to `noise` above f).
         keep = s.success | (s.lo.f < f)
+        # `x + a * d` is the expression the trial point was evaluated at, so the returned
+        # point is that point bit for bit.
+        x_new, g_new = tf.cond(keep, lambda: (x + s.lo.a * d, s.lo_g), lambda: (x, g))
         return LineSearchResult(
-            tf.where(keep, s.lo.a, zero),
-            tf.where(keep, s.lo_x, x),
-            tf.where(keep, s.lo.f, f),
-            tf.where(keep, s.lo_g, g),
-            s.nfev,
+            tf.where(keep, s.lo.a, zero), x_new, tf.where(keep, s.lo.f, f), g_new, s.nfev,
             s.success,
         )
 

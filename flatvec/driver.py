@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec.algorithm import Algorithm, get_algorithm
-from flatvec.loop import StopRule, build_loop
+from flatvec.loop import CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
 from flatvec.result import OptimizeResult
@@ -172,20 +172,25 @@ def minimize(
             "(in_memory=True) or jit_compile=False"
         )
     rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
-    start, advance = _compiled_loop(
+    loop = _compiled_loop(
         objective, algo, algorithm, algo_options, rule, int(steps_per_call), bool(jit_compile)
     )
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
-    return _run(problem, algorithm, start, advance, reporter, initial_state)
+    return _run(problem, algorithm, loop, reporter, initial_state)
 
 
 def _compiled_loop(objective, algo, algorithm, algo_options, rule, steps_per_call, jit_compile):
-    """The compiled ``start``/``advance`` pair, cached on the objective.
+    """The :class:`CompiledLoop`, cached on the objective.
 
     Passing the same :class:`Objective` to several ``minimize`` calls (with the same algorithm
     and stopping rule) then traces once in all, not once per call. An algorithm given by name
     is keyed by its name and options; an instance by identity (kept alive by the cache).
     """
+    def build() -> CompiledLoop:
+        return CompiledLoop(
+            algorithm, objective, rule, steps_per_call=steps_per_call, jit_compile=jit_compile
+        )
+
     if isinstance(algo, str):
         algo_key = ("name", algo.lower(), tuple(sorted(algo_options.items(), key=str)))
     else:
@@ -194,40 +199,42 @@ def _compiled_loop(objective, algo, algorithm, algo_options, rule, steps_per_cal
     try:
         hash(key)
     except TypeError:  # unhashable option values: build afresh
-        return build_loop(
-            algorithm, objective, rule, steps_per_call=steps_per_call, jit_compile=jit_compile
-        )
+        return build()
     cache = objective.__dict__.setdefault("_loop_cache", {})
     if key not in cache:
-        cache[key] = (algorithm, *build_loop(
-            algorithm, objective, rule, steps_per_call=steps_per_call, jit_compile=jit_compile
-        ))
-    return cache[key][1:]
+        cache[key] = (algorithm, build())
+    return cache[key][1]
 
 
 def _resolve(fun: Any, x0: Any, loss: Any, objective_options: dict[str, Any]) -> Any:
     return resolve_problem(fun, x0, loss=loss, objective_options=objective_options)
 
 
-def _run(problem, algorithm, start, advance, reporter, initial_state) -> OptimizeResult:
+def _run(problem, algorithm, loop, reporter, initial_state) -> OptimizeResult:
     objective = problem.objective
     objective.reset_counters()
     t0 = time.perf_counter()
     if initial_state is not None:
-        carry, info = _resume(start, initial_state, problem)
+        x = objective.check_vector(tf.convert_to_tensor(initial_state.x), "initial_state.x")
+        info = loop.start(x, initial_state)  # the point is evaluated once more for the report
     else:
-        carry, info = start(problem.x0)
+        info = loop.start(problem.x0)
     reporter.begin(info.values.numpy(), time.perf_counter() - t0)
     status = Status(int(info.status))
+
+    def point() -> tuple[np.ndarray, np.ndarray]:
+        carry = loop.carry()
+        return carry.state.x.numpy(), carry.state.g.numpy()
+
     try:
         while status is Status.RUNNING:
-            carry, info = advance(carry)
+            info = loop.advance()
             status = Status(int(info.status))
             stop = reporter.iteration(
                 info.values.numpy(),  # the one host transfer per call
                 int(info.nit),
                 time.perf_counter() - t0,
-                lambda c=carry: (c.state.x.numpy(), c.state.g.numpy()),
+                point,
             )
             if stop and status is Status.RUNNING:
                 status = Status.STOPPED_BY_CALLBACK
@@ -235,25 +242,12 @@ def _run(problem, algorithm, start, advance, reporter, initial_state) -> Optimiz
         status = Status.INTERRUPTED
     finally:
         # Whatever happened, the variables end at the best accepted point.
+        carry = loop.carry()
         if objective.space is not None:
             objective.space.assign(carry.best_x)
     result = _result(carry, status, objective, reporter.history, type(algorithm).__name__)
     reporter.end(result)
     return result
-
-
-def _resume(start: Any, state: Any, problem: Any) -> Any:
-    """Start from a saved algorithm state (its point is evaluated once more for the report)."""
-    x = problem.objective.check_vector(tf.convert_to_tensor(state.x), "initial_state.x")
-    carry, info = start(x)
-    try:
-        tf.nest.assert_same_structure(carry.state, state)
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            "initial_state: does not match this algorithm's state structure"
-        ) from err
-    state = tf.nest.map_structure(tf.convert_to_tensor, state)
-    return carry._replace(state=state), info
 
 
 def _result(carry, status, objective, history, method) -> OptimizeResult:

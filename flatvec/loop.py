@@ -10,7 +10,7 @@ from flatvec.algorithm import Algorithm
 from flatvec.objective import Objective
 from flatvec.status import Status
 
-__all__ = ["Carry", "StopRule", "build_loop"]
+__all__ = ["Carry", "CompiledLoop", "StopRule"]
 
 
 class StopRule(NamedTuple):
@@ -81,65 +81,135 @@ def initial_status(f: tf.Tensor, g: tf.Tensor, rule: StopRule) -> tf.Tensor:
     return tf.where(finite, status, int(Status.NON_FINITE))
 
 
-def build_loop(
-    algorithm: Algorithm,
-    objective: Objective,
-    rule: StopRule,
-    *,
-    steps_per_call: int,
-    jit_compile: bool,
-) -> tuple[Any, Any]:
-    """The two compiled functions of a run: ``start(x0) -> (Carry, Report)`` and
-    ``advance(carry) -> (Carry, Report)`` (up to ``steps_per_call`` iterations)."""
+class CompiledLoop:
+    """The compiled iteration of one (objective, algorithm, stopping rule) combination.
 
-    def report(carry: Carry) -> Report:
-        state = carry.state
-        step_size = getattr(state, "step_size", tf.zeros([], state.f.dtype))
-        values = tf.stack(
-            [
-                tf.cast(state.f, tf.float64),
-                tf.cast(_grad_norm(state.g), tf.float64),
-                tf.cast(step_size, tf.float64),
-                tf.cast(objective.nfev, tf.float64),
-                tf.cast(objective.njev, tf.float64),
-                tf.cast(objective.nhev, tf.float64),
-            ]
-        )
-        return Report(values, carry.nit, carry.status)
+    The carry lives in ``tf.Variable`` s between calls: :meth:`advance` takes no arguments
+    and hands back only the small :class:`Report`. Why: calling a ``tf.function`` costs about
+    0.05 ms per tensor passed in or out on a small CPU, so a carry of ~20 tensors (L-BFGS's
+    buffers, products and scalars, the best point) passed back and forth cost more than the
+    rest of the iteration on medium problems.
 
-    def start(x0: tf.Tensor) -> tuple[Carry, Report]:
-        f, g = objective(x0)
-        state = algorithm.init(x0, f, g)
-        carry = Carry(state, x0, f, g, tf.zeros([], tf.int64), initial_status(f, g, rule))
-        return carry, report(carry)
+    The variables are created at the first :meth:`start` (shapes come from the algorithm's
+    ``init``) and reused by later runs, so repeated runs trace nothing.
+    """
 
-    def one_step(carry: Carry) -> Carry:
-        state = algorithm.step(carry.state, objective)
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        objective: Objective,
+        rule: StopRule,
+        *,
+        steps_per_call: int,
+        jit_compile: bool,
+    ) -> None:
+        self.algorithm, self.objective, self.rule = algorithm, objective, rule
+        self.steps_per_call = steps_per_call
+        self._vars: Carry | None = None
+        self._advance_concrete: Any = None
+        jit = jit_compile or None
+        self._start = tf.function(self._start_graph, jit_compile=jit)
+        self._load = tf.function(self._load_graph)
+        self._advance = tf.function(self._advance_graph, jit_compile=jit)
+
+    # ------------------------------------------------------------------ host side
+    def start(self, x0: tf.Tensor, state: Any = None) -> Report:
+        """Evaluate ``x0`` and make it the loop's start; with ``state``, resume from that
+        algorithm state instead (its structure is checked against the algorithm's)."""
+        carry = self._start(x0)
+        if state is not None:
+            try:
+                tf.nest.assert_same_structure(carry.state, state)
+            except (ValueError, TypeError) as err:
+                raise ValueError(
+                    "initial_state: does not match this algorithm's state structure"
+                ) from err
+            state = tf.nest.map_structure(tf.convert_to_tensor, state)
+            carry = carry._replace(state=state)
+        if self._vars is None:
+            self._vars = tf.nest.map_structure(
+                lambda t: tf.Variable(t, trainable=False, shape=t.shape), carry)
+            return self._report_eager()
+        return self._load(carry)
+
+    def advance(self) -> Report:
+        """Run up to ``steps_per_call`` iterations from the current carry."""
+        if self._advance_concrete is None:
+            # Calling the concrete function skips the signature lookup (~0.1 ms a call).
+            self._advance_concrete = self._advance.get_concrete_function()
+        return self._advance_concrete()
+
+    def carry(self) -> Carry:
+        """The current carry as tensors (copies: later calls do not change them)."""
+        return tf.nest.map_structure(lambda v: v.read_value(), self._vars)
+
+    def _report_eager(self) -> Report:
+        return _report(self._read(), self.objective)
+
+    # ------------------------------------------------------------------ graph side
+    def _read(self) -> Carry:
+        return tf.nest.map_structure(lambda v: v.read_value(), self._vars)
+
+    def _write(self, carry: Carry, read: Carry | None = None) -> None:
+        """Store ``carry`` in the variables; ``read``: the values read at the start of this
+        call, so that a field passed through unchanged is not written (a write of its own
+        value would copy it)."""
+        values = tf.nest.flatten(carry)
+        reads = tf.nest.flatten(read) if read is not None else [None] * len(values)
+        for var, value, before in zip(tf.nest.flatten(self._vars), values, reads):
+            if value is not before:
+                var.assign(value)
+
+    def _start_graph(self, x0: tf.Tensor) -> Carry:
+        f, g = self.objective(x0)
+        state = self.algorithm.init(x0, f, g)
+        return Carry(state, x0, f, g, tf.zeros([], tf.int64), initial_status(f, g, self.rule))
+
+    def _load_graph(self, carry: Carry) -> Report:
+        self._write(carry)
+        return _report(carry, self.objective)
+
+    def _one_step(self, carry: Carry) -> Carry:
+        state = self.algorithm.step(carry.state, self.objective)
         nit = carry.nit + 1
-        status = _status_after_step(carry.state.f, state, nit, objective.nfev, rule)
+        status = _status_after_step(carry.state.f, state, nit, self.objective.nfev, self.rule)
         better = tf.math.is_finite(state.f) & (state.f < carry.best_f)
         better &= tf.reduce_all(tf.math.is_finite(state.g))
-        return Carry(
-            state,
-            tf.where(better, state.x, carry.best_x),
-            tf.where(better, state.f, carry.best_f),
-            tf.where(better, state.g, carry.best_g),
-            nit,
-            status,
+        # A cond, not a select: no copy of x and g when the point is not better.
+        best_x, best_f, best_g = tf.cond(
+            better,
+            lambda: (state.x, state.f, state.g),
+            lambda: (carry.best_x, carry.best_f, carry.best_g),
         )
+        return Carry(state, best_x, best_f, best_g, nit, status)
 
-    def advance(carry: Carry) -> tuple[Carry, Report]:
-        if steps_per_call == 1:
-            carry = one_step(carry)
+    def _advance_graph(self) -> Report:
+        carry = read = self._read()
+        if self.steps_per_call == 1:
+            carry = self._one_step(carry)
         else:
             def cond(i: tf.Tensor, c: Carry) -> tf.Tensor:
-                return (i < steps_per_call) & (c.status == int(Status.RUNNING))
+                return (i < self.steps_per_call) & (c.status == int(Status.RUNNING))
 
             def body(i: tf.Tensor, c: Carry) -> tuple[tf.Tensor, Carry]:
-                return i + 1, one_step(c)
+                return i + 1, self._one_step(c)
 
             _, carry = tf.while_loop(cond, body, (tf.constant(0), carry))
-        return carry, report(carry)
+        self._write(carry, read)
+        return _report(carry, self.objective)
 
-    jit = jit_compile or None
-    return tf.function(start, jit_compile=jit), tf.function(advance, jit_compile=jit)
+
+def _report(carry: Carry, objective: Objective) -> Report:
+    state = carry.state
+    step_size = getattr(state, "step_size", tf.zeros([], state.f.dtype))
+    values = tf.stack(
+        [
+            tf.cast(state.f, tf.float64),
+            tf.cast(_grad_norm(state.g), tf.float64),
+            tf.cast(step_size, tf.float64),
+            tf.cast(objective.nfev, tf.float64),
+            tf.cast(objective.njev, tf.float64),
+            tf.cast(objective.nhev, tf.float64),
+        ]
+    )
+    return Report(values, carry.nit, carry.status)

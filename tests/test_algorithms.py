@@ -12,7 +12,7 @@ import tensorflow as tf
 from flatvec.algorithms.bfgs import bfgs_update
 from flatvec.algorithms.cg import BETA_RULES
 from flatvec.algorithms.gd import GradientDescent, MomentumSlots
-from flatvec.algorithms.lbfgs import LBFGS, two_loop
+from flatvec.algorithms.lbfgs import LBFGS, inverse_hessian_product
 from problems import ACCEPTANCE, PROBLEMS, solved
 
 import flatvec
@@ -135,25 +135,51 @@ def _dense_inverse(s, y, gamma):
     return h
 
 
-@pytest.mark.parametrize("pushed", [3, 5, 9])
-def test_two_loop_matches_the_dense_inverse_hessian(rng, pushed):
+def _two_loop(g, s, y, gamma):
+    """N&W Algorithm 7.4 in NumPy, oldest pair first: an independent route to H g."""
+    q, alphas = g.copy(), []
+    for si, yi in zip(s[::-1], y[::-1], strict=True):
+        alphas.append((si @ q) / (si @ yi))
+        q = q - alphas[-1] * yi
+    r = gamma * q
+    for si, yi, a in zip(s, y, alphas[::-1], strict=True):
+        r = r + (a - (yi @ r) / (si @ yi)) * si
+    return r
+
+
+def _ring_product(rng, g, s, y, m, gamma, stale=False):
+    """The compact-form product from ring buffers filled as L-BFGS fills them: pair i in slot
+    i mod m; the newest m survive. ``stale`` fills the unused slots with junk."""
+    pushed, n = len(s), s.shape[1]
+    s_buf, y_buf = np.zeros((m, n)), np.zeros((m, n))
+    if stale:
+        s_buf, y_buf = rng.standard_normal((m, n)), rng.standard_normal((m, n))
+    for i in range(pushed):
+        s_buf[i % m], y_buf[i % m] = s[i], y[i]
+    head, count = pushed % m, min(pushed, m)
+    args = (g, s_buf, y_buf, s_buf @ y_buf.T, y_buf @ y_buf.T, s_buf @ g, y_buf @ g)
+    got = inverse_hessian_product(*(tf.constant(v, F64) for v in args), tf.constant(head),
+                                  tf.constant(count), tf.constant(gamma, F64))
+    return got.numpy()
+
+
+@pytest.mark.parametrize("pushed", [0, 1, 3, 5, 9])
+def test_lbfgs_product_matches_the_dense_inverse_hessian(rng, pushed):
     m, n = 5, 7
     s, y = _pairs(rng, n, pushed)
-    # Ring buffers as L-BFGS fills them: pair i in slot i mod m; the newest m survive.
-    s_buf, y_buf, rho = np.zeros((m, n)), np.zeros((m, n)), np.zeros(m)
-    for i in range(pushed):
-        s_buf[i % m], y_buf[i % m], rho[i % m] = s[i], y[i], 1.0 / (s[i] @ y[i])
-    head, count = pushed % m, min(pushed, m)
-    gamma = (s[-1] @ y[-1]) / (y[-1] @ y[-1])
+    count = min(pushed, m)
+    gamma = (s[-1] @ y[-1]) / (y[-1] @ y[-1]) if pushed else 0.7
     g = rng.standard_normal(n)
-    got = two_loop(*(tf.constant(v, F64) for v in (g, s_buf, y_buf, rho)),
-                   tf.constant(head), tf.constant(count), tf.constant(gamma, F64))
-    h = _dense_inverse(s[-count:], y[-count:], gamma)
-    np.testing.assert_allclose(got.numpy(), h @ g, rtol=1e-10, atol=1e-12)
-    # The newest pair satisfies the secant equation H y = s.
-    got_y = two_loop(*(tf.constant(v, F64) for v in (y[-1], s_buf, y_buf, rho)),
-                     tf.constant(head), tf.constant(count), tf.constant(gamma, F64))
-    np.testing.assert_allclose(got_y.numpy(), s[-1], rtol=1e-10)
+    h = _dense_inverse(s[pushed - count:], y[pushed - count:], gamma)
+    got = _ring_product(rng, g, s, y, m, gamma)
+    np.testing.assert_allclose(got, h @ g, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got, _two_loop(g, s[pushed - count:], y[pushed - count:], gamma),
+                               rtol=1e-10, atol=1e-12)
+    # Slots not in use (after a memory reset) do not leak into the product.
+    np.testing.assert_allclose(_ring_product(rng, g, s, y, m, gamma, stale=pushed < m), got,
+                               rtol=1e-10, atol=1e-12)
+    if pushed:  # the newest pair satisfies the secant equation H y = s
+        np.testing.assert_allclose(_ring_product(rng, y[-1], s, y, m, gamma), s[-1], rtol=1e-10)
 
 
 def test_bfgs_update_matches_the_product_form(rng):
@@ -174,7 +200,7 @@ def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
     state = res.state
     count, head = int(state.count), int(state.head)
     assert res.nit == 7 and count == 4 and 0 <= head < 4
-    # On f = x'Ax/2 - b'x every stored pair has y = A s and rho = 1/(s'y).
+    # On f = x'Ax/2 - b'x every stored pair has y = A s.
     x = tf.constant(problem.x0)
     with tf.GradientTape() as outer:
         outer.watch(x)
@@ -183,12 +209,16 @@ def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
             f = problem.fun(x)
         g = inner.gradient(f, x)
     a = outer.jacobian(g, x).numpy()
-    s, y, rho = state.s.numpy(), state.y.numpy(), state.rho.numpy()
+    s, y = state.s.numpy(), state.y.numpy()
     np.testing.assert_allclose(y, s @ a.T, rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(rho, 1.0 / np.sum(s * y, axis=1), rtol=1e-12)
+    # The inner products kept up to date step by step equal the ones computed afresh.
+    np.testing.assert_allclose(state.sy.numpy(), s @ y.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.yy.numpy(), y @ y.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.sg.numpy(), s @ state.g.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.yg.numpy(), y @ state.g.numpy(), rtol=1e-9, atol=1e-12)
     # gamma = s'y / y'y of the newest pair (slot head - 1).
     newest = (head - 1) % 4
-    assert float(state.gamma) == pytest.approx(rho[newest] ** -1 / (y[newest] @ y[newest]))
+    assert float(state.gamma) == pytest.approx((s[newest] @ y[newest]) / (y[newest] @ y[newest]))
 
 
 def test_lbfgs_resets_memory_and_retries_along_the_gradient():
@@ -203,10 +233,14 @@ def test_lbfgs_resets_memory_and_retries_along_the_gradient():
     algo = LBFGS(memory=3, max_evals=1)
     x = tf.constant([1.0, 2.0, -1.0], F64)
     state = algo.init(x, *oracle(x))
+    s_buf = np.zeros((3, 3))
+    y_buf = np.zeros((3, 3))
+    s_buf[0], y_buf[0] = [1.0, 0.0, 0.0], [1e-8, 0.0, 0.0]
+    g = state.g.numpy()
     state = state._replace(
-        s=tf.tensor_scatter_nd_update(state.s, [[0]], [[1.0, 0.0, 0.0]]),
-        y=tf.tensor_scatter_nd_update(state.y, [[0]], [[1e-8, 0.0, 0.0]]),
-        rho=tf.tensor_scatter_nd_update(state.rho, [[0]], [1e8]),
+        s=tf.constant(s_buf), y=tf.constant(y_buf),
+        sy=tf.constant(s_buf @ y_buf.T), yy=tf.constant(y_buf @ y_buf.T),
+        sg=tf.constant(s_buf @ g), yg=tf.constant(y_buf @ g),
         head=tf.constant(1), count=tf.constant(1), gamma=tf.constant(0.5, F64),
     )
     new = algo.step(state, oracle)
