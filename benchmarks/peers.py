@@ -4,8 +4,10 @@ Every method gets the problem's common settings: ``max_iter``, ``gtol`` on ``||g
 ``ftol`` (L-BFGS-B's relative-decrease test), 10 correction pairs for the L-BFGS variants, and
 the same start point, data and dtype.
 
-- ``flatvec:<algo>``: ``flatvec.minimize(<problem>, algo=<algo>)`` in the problem's own form
-  (model + data, function + x0, or closure + variables).
+- ``flatvec:<algo>``: ``flatvec.minimize(<objective>, x0, algo=<algo>)`` on a
+  :class:`flatvec.Objective` of the problem (model + data, function or closure), built once.
+- ``flatvec:lbfgs-xla``: the same L-BFGS with ``jit_compile=True`` (the whole iteration and
+  the objective compiled by XLA; its ``t_eval`` is the XLA-compiled evaluation).
 - ``scipy:<method>``: ``flatvec.minimize(..., algo="scipy:<method>")``, SciPy driving the same
   compiled objective.
 - ``tfp:lbfgs``: ``tfp.optimizer.lbfgs_minimize`` on the flat oracle of the same objective, the
@@ -55,6 +57,7 @@ class Method:
     family: str
     max_size: int | None = None  # dense n x n methods run only up to this many parameters
     options: dict[str, Any] = field(default_factory=dict)
+    jit_compile: bool = False  # flatvec: XLA for the iteration and the objective
 
     def unavailable(self) -> str | None:
         """Why this method cannot run here (None when it can)."""
@@ -77,7 +80,7 @@ class Method:
 
     @property
     def algo(self) -> str:
-        return self.name.split(":", 1)[1]
+        return self.name.split(":", 1)[1].removesuffix("-xla")
 
     def prepare(self, inst: Instance) -> Prepared:
         if self.family in ("flatvec", "scipy"):
@@ -93,6 +96,7 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("flatvec:lbfgs", "flatvec", options={"memory": MEMORY}),
+        Method("flatvec:lbfgs-xla", "flatvec", options={"memory": MEMORY}, jit_compile=True),
         Method("flatvec:cg", "flatvec"),
         Method("flatvec:bfgs", "flatvec", max_size=2000),
         Method("flatvec:gd", "flatvec"),
@@ -107,9 +111,9 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _flat_evaluate(inst: Instance) -> Callable[[], Any]:
+def _flat_evaluate(inst: Instance, jit_compile: bool = False) -> Callable[[], Any]:
     """One compiled value_and_gradient of a fresh objective at the start point."""
-    objective = inst.objective()
+    objective = inst.objective(jit_compile=jit_compile)
     x0 = tf.constant(inst.x0, inst.dtype)
     return lambda: objective.value_and_gradient(x0).value.numpy()
 
@@ -130,19 +134,19 @@ def _prepare_flatvec(method: Method, inst: Instance) -> Prepared:
     algo = method.name if method.family == "scipy" else method.algo
     # One objective for the warm-up and the timed repeats: flatvec caches the compiled iteration
     # on it, so the first call carries the tracing and the repeats measure the steady cost.
-    objective = inst.objective()
+    objective = inst.objective(jit_compile=method.jit_compile)
     x0 = np.asarray(inst.x0)
 
     def run() -> RunOutput:
         res = flatvec.minimize(
             objective, x0, algo=algo, max_iter=spec.max_iter, gtol=spec.gtol,
-            ftol=spec.ftol, **options,
+            ftol=spec.ftol, jit_compile=method.jit_compile, **options,
         )
         grad_inf = float(np.max(np.abs(res.jac)))
         return RunOutput(int(res.nit), int(res.nfev), float(res.fun), grad_inf,
                          str(res.message), _history_trace(res.history))
 
-    return Prepared(inst.reset, run, _flat_evaluate(inst))
+    return Prepared(inst.reset, run, _flat_evaluate(inst, method.jit_compile))
 
 
 def _prepare_tfp(inst: Instance) -> Prepared:

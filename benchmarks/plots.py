@@ -14,7 +14,8 @@ __all__ = ["plot_convergence"]
 
 # One colour per method and one line style per family, the same in every panel.
 _COLORS = {
-    "flatvec:lbfgs": "C0", "flatvec:cg": "C1", "flatvec:bfgs": "C2", "flatvec:gd": "C7",
+    "flatvec:lbfgs": "C0", "flatvec:lbfgs-xla": "C9", "flatvec:cg": "C1", "flatvec:bfgs": "C2",
+    "flatvec:gd": "C7",
     "scipy:L-BFGS-B": "C0", "scipy:CG": "C1", "scipy:BFGS": "C2", "tfp:lbfgs": "C3",
     "torch:lbfgs": "C4",
 }

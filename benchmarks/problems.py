@@ -72,9 +72,10 @@ class Instance:
     """A built problem.
 
     ``minimize_args``/``minimize_kwargs`` are what ``flatvec.minimize`` gets (model form,
-    function form or closure form); ``objective()`` builds a fresh :class:`flatvec.Objective`
-    of the same problem (the oracle for SciPy, tfp and ``t_eval``); ``reset()`` puts the
-    initial weights back; ``mirror`` holds the arrays the PyTorch mirror is built from.
+    function form or closure form); ``objective(jit_compile=False)`` builds a fresh
+    :class:`flatvec.Objective` of the same problem (the oracle for SciPy, tfp and ``t_eval``);
+    ``reset()`` puts the initial weights back; ``mirror`` holds the arrays the PyTorch mirror
+    is built from.
     """
 
     spec: ProblemSpec
@@ -83,7 +84,7 @@ class Instance:
     x0: np.ndarray
     minimize_args: tuple[Any, Any]
     minimize_kwargs: dict[str, Any]
-    objective: Callable[[], flatvec.Objective]
+    objective: Callable[..., flatvec.Objective]
     reset: Callable[[], None]
     mirror: dict[str, Any] = field(default_factory=dict)
 
@@ -141,7 +142,9 @@ def _model_instance(
     mirror = dict(mirror, weights=init)
     return Instance(
         spec, "model", tf.as_dtype(spec.dtype), x0, (model, data), {"loss": loss},
-        lambda: flatvec.Objective.from_model(model, data, loss), reset, mirror,
+        lambda jit_compile=False: flatvec.Objective.from_model(
+            model, data, loss, jit_compile=jit_compile),
+        reset, mirror,
     )
 
 
@@ -149,7 +152,8 @@ def _function_instance(spec: ProblemSpec, fun: Callable, x0: np.ndarray, mirror:
     dtype = tf.as_dtype(spec.dtype)
     return Instance(
         spec, "function", dtype, x0, (fun, x0), {},
-        lambda: flatvec.Objective.from_function(fun, dtype=dtype, size=x0.size),
+        lambda jit_compile=False: flatvec.Objective.from_function(
+            fun, dtype=dtype, size=x0.size, jit_compile=jit_compile),
         lambda: None, dict(mirror, x0=x0),
     )
 
@@ -282,17 +286,20 @@ def _pinn(spec: ProblemSpec, seed: int) -> Instance:
     mirror = {"kind": "pinn", "x": xs_np, "source": source_np, "bound": bound_np, "weights": init}
     return Instance(
         spec, "closure", tf.as_dtype(dt), x0, (loss_fn, variables), {},
-        lambda: flatvec.Objective.from_closure(loss_fn, variables), reset, mirror,
+        lambda jit_compile=False: flatvec.Objective.from_closure(
+            loss_fn, variables, jit_compile=jit_compile),
+        reset, mirror,
     )
 
 
 # ---------------------------------------------------------------------- registry
 # The batched-data variants ask how the data path costs, not how the methods differ.
-LBFGS_ONLY = ("flatvec:lbfgs", "scipy:L-BFGS-B", "tfp:lbfgs", "torch:lbfgs")
+LBFGS_ONLY = ("flatvec:lbfgs", "flatvec:lbfgs-xla", "scipy:L-BFGS-B", "tfp:lbfgs",
+              "torch:lbfgs")
 # On the networks fixed-step gradient descent only shows that it is far behind: left out of the
 # default set to keep it within minutes (`--methods all` runs it).
-NETWORK_METHODS = ("flatvec:lbfgs", "flatvec:cg", "flatvec:bfgs", "scipy:L-BFGS-B", "scipy:CG",
-                   "scipy:BFGS", "tfp:lbfgs", "torch:lbfgs")
+NETWORK_METHODS = ("flatvec:lbfgs", "flatvec:lbfgs-xla", "flatvec:cg", "flatvec:bfgs",
+                   "scipy:L-BFGS-B", "scipy:CG", "scipy:BFGS", "tfp:lbfgs", "torch:lbfgs")
 
 _SPECS = [
     (ProblemSpec("rosenbrock-1k", "extended Rosenbrock, n=1000", "float64", 200, 1e-5, 1e-3),

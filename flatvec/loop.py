@@ -108,9 +108,9 @@ class CompiledLoop:
         self._vars: Carry | None = None
         self._advance_concrete: Any = None
         jit = jit_compile or None
-        self._start = tf.function(self._start_graph, jit_compile=jit)
-        self._load = tf.function(self._load_graph)
-        self._advance = tf.function(self._advance_graph, jit_compile=jit)
+        self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
+        self._load = tf.function(self._load_graph, autograph=False)
+        self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
 
     # ------------------------------------------------------------------ host side
     def start(self, x0: tf.Tensor, state: Any = None) -> Report:

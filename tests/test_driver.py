@@ -342,3 +342,20 @@ def test_scipy_bridge_on_a_model_leaves_model_at_result():
     assert res.success
     np.testing.assert_allclose(res.x, [1.0, 2.0, 3.0, 0.0], atol=1e-5)
     np.testing.assert_array_equal(flatvec.FlatParamSpace(model).get().numpy(), res.x)
+
+
+def test_python_control_flow_in_user_code_is_converted_by_autograph():
+    # flatvec traces its loop without AutoGraph; the user's function is converted on its own.
+    def piecewise(x):
+        if tf.reduce_sum(x) > 0.0:
+            total = tf.reduce_sum((x - 1.0) ** 2)
+        else:
+            total = tf.reduce_sum((x + 1.0) ** 2) + 10.0
+        return total
+
+    res = flatvec.minimize(piecewise, tf.constant([0.5, 2.0], tf.float64), "lbfgs", gtol=1e-8)
+    assert res.success
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-7)
+    variable = tf.Variable([0.5, 2.0], dtype=tf.float64)
+    res = flatvec.minimize(lambda: piecewise(variable), [variable], "cg", gtol=1e-8)
+    np.testing.assert_allclose(variable.numpy(), [1.0, 1.0], atol=1e-7)
