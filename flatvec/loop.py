@@ -46,11 +46,12 @@ def _grad_norm(g: tf.Tensor) -> tf.Tensor:
 
 
 def _status_after_step(
-    f_prev: tf.Tensor, state: Any, nit: tf.Tensor, nfev: tf.Tensor, rule: StopRule
+    f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, nfev: tf.Tensor,
+    rule: StopRule,
 ) -> tf.Tensor:
-    """The first stopping test that holds, or RUNNING. Order matters: failures first."""
+    """The first stopping test that holds, or RUNNING (``finite``: f and g are finite).
+    Order matters: failures first."""
     f, g = state.f, state.g
-    finite = tf.math.is_finite(f) & tf.reduce_all(tf.math.is_finite(g))
     failed = tf.convert_to_tensor(getattr(state, "failed", False))
     # L-BFGS-B's test; a rise in f (non-monotone rules) is not convergence.
     decrease = f_prev - f
@@ -172,9 +173,10 @@ class CompiledLoop:
     def _one_step(self, carry: Carry) -> Carry:
         state = self.algorithm.step(carry.state, self.objective)
         nit = carry.nit + 1
-        status = _status_after_step(carry.state.f, state, nit, self.objective.nfev, self.rule)
-        better = tf.math.is_finite(state.f) & (state.f < carry.best_f)
-        better &= tf.reduce_all(tf.math.is_finite(state.g))
+        finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
+        status = _status_after_step(
+            carry.state.f, state, finite, nit, self.objective.nfev, self.rule)
+        better = finite & (state.f < carry.best_f)
         # A cond, not a select: no copy of x and g when the point is not better.
         best_x, best_f, best_g = tf.cond(
             better,

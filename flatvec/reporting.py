@@ -21,6 +21,13 @@ class _NoModel:
     stop_training = False
 
 
+class _NoCallbacks:
+    """An empty ``CallbackList``."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
 class RunReporter:
     """Records the history and drives callbacks once per compiled call.
 
@@ -48,7 +55,10 @@ class RunReporter:
                     f"got {type(cb).__name__}"
                 )
         self._model = model if model is not None else _NoModel()
-        self._keras = keras.callbacks.CallbackList(keras_callbacks, model=model)
+        # Without Keras callbacks the CallbackList's per-epoch log handling is skipped: it cost
+        # ~0.4 ms an iteration, 5% of an L-BFGS iteration on the digits MLP.
+        self._keras = (keras.callbacks.CallbackList(keras_callbacks, model=model)
+                       if keras_callbacks else _NoCallbacks())
         if model is None:
             for cb in keras_callbacks:
                 cb.set_model(self._model)

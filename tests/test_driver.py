@@ -121,6 +121,13 @@ def test_reusing_an_objective_reuses_the_compiled_iteration():
     assert len(calls) == traced
     assert again.nfev == first.nfev and again.nit == first.nit
     np.testing.assert_allclose(again.x, first.x, rtol=1e-12)
+    # The loop keeps its carry in variables between calls: an earlier result's state is a
+    # snapshot that a later run on the same objective does not overwrite.
+    kept = tf.nest.map_structure(lambda t: np.array(t), first.state)
+    other = flatvec.minimize(objective, np.array([2.0, 3.0]), "lbfgs", gtol=1e-8)
+    assert len(calls) == traced and other.nit != first.nit  # same loop, another trajectory
+    for before, now in zip(tf.nest.flatten(kept), tf.nest.flatten(first.state)):
+        np.testing.assert_array_equal(np.array(now), before)
 
 
 def test_steps_per_call_follows_the_same_trajectory():
