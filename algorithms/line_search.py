@@ -161,13 +161,20 @@ def search_with_restart(
 
     This is how the quasi-Newton and CG methods recover from a stale model: the memory or
     the conjugacy is dropped and the step is retried along the gradient, as L-BFGS-B does.
-    A direction that is not a descent direction is not searched at all.
+    A direction that is not a descent direction is not searched at all. A line search with a
+    ``search_with_fallback`` method (:class:`StrongWolfe`) restarts inside its own loop, so
+    the oracle is traced once; any other is run a second time in a ``tf.cond``.
     """
     descent = dot(g, d) < 0
     d = tf.cond(descent, lambda: d, lambda: fallback_d)
     step0 = tf.where(descent, step0, fallback_step0)
+    can_restart = can_restart & descent
+    if hasattr(line_search, "search_with_fallback"):  # restarts inside its own loop
+        result, retried = line_search.search_with_fallback(
+            oracle, x, f, g, d, step0, fallback_d, fallback_step0, can_restart)
+        return Restarted(result, retried | ~descent, result.nfev)
     first = line_search.search(oracle, x, f, g, d, step0)
-    retry = (first.step <= 0) & can_restart & descent
+    retry = (first.step <= 0) & can_restart
 
     def again() -> LineSearchResult:
         return line_search.search(oracle, x, f, g, fallback_d, fallback_step0)

@@ -67,6 +67,9 @@ class _Loop(NamedTuple):
     bracketed: tf.Tensor
     done: tf.Tensor
     success: tf.Tensor
+    d: tf.Tensor  # the direction searched (the fallback one after a restart)
+    attempt_nfev: tf.Tensor  # evaluations along the current direction
+    restarted: tf.Tensor
 
 
 class StrongWolfe:
@@ -153,16 +156,60 @@ class StrongWolfe:
     ) -> LineSearchResult:
         """Search from ``x`` (value ``f``, gradient ``g``) along the descent direction ``d``,
         starting with the trial step ``step0``. See :class:`LineSearchResult`."""
+        result, _ = self._search(oracle, x, f, g, d, step0, None)
+        return result
+
+    def search_with_fallback(
+        self,
+        oracle: Callable[[tf.Tensor], Any],
+        x: tf.Tensor,
+        f: tf.Tensor,
+        g: tf.Tensor,
+        d: tf.Tensor,
+        step0: tf.Tensor,
+        fallback_d: tf.Tensor,
+        fallback_step0: tf.Tensor,
+        can_restart: tf.Tensor,
+    ) -> tuple[LineSearchResult, tf.Tensor]:
+        """:meth:`search`; if it ends without a decrease and ``can_restart``, search again
+        along ``fallback_d`` from ``fallback_step0`` (up to ``max_evals`` more evaluations).
+
+        The restart happens inside the same loop, so the oracle is traced once (a second
+        search in a ``tf.cond`` traced the model a second time). Returns the result and
+        whether it comes from the fallback direction.
+        """
+        return self._search(oracle, x, f, g, d, step0, (fallback_d, fallback_step0, can_restart))
+
+    def _search(
+        self,
+        oracle: Callable[[tf.Tensor], Any],
+        x: tf.Tensor,
+        f: tf.Tensor,
+        g: tf.Tensor,
+        d: tf.Tensor,
+        step0: tf.Tensor,
+        fallback: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None,
+    ) -> tuple[LineSearchResult, tf.Tensor]:
         dtype = x.dtype
         c1, c2 = tf.constant(self.c1, dtype), tf.constant(self.c2, dtype)
         max_step = tf.constant(self.max_step, dtype)
         zero = tf.zeros([], dtype)
-        d0 = dot(g, d)
-        origin = _Point(zero, f, d0)
         rel = self.noise if self.noise is not None else 1e3 * machine_eps(dtype)
         noise = rel * tf.abs(f)
 
+        def start(direction: tf.Tensor, step: tf.Tensor, nfev: tf.Tensor,
+                  restarted: tf.Tensor) -> _Loop:
+            origin = _Point(zero, f, dot(g, direction))
+            return _Loop(
+                nfev=nfev, trial=tf.cast(step, dtype), lo=origin, lo_g=g, hi=origin,
+                hi_finite=tf.constant(True), bracketed=tf.constant(False),
+                done=tf.constant(False), success=tf.constant(False), d=direction,
+                attempt_nfev=tf.zeros([], tf.int32), restarted=restarted,
+            )
+
         def body(s: _Loop) -> tuple[_Loop]:
+            d = s.d
+            d0 = dot(g, d)  # phi'(0) along the current direction
             a = s.trial
             xa = x + a * d
             fa, ga = oracle(xa)
@@ -196,36 +243,39 @@ class StrongWolfe:
             width = tf.abs(hi.a - lo.a)
             narrow = bracketed & (lo.a > 0) & (width <= self.xtol * lo.a)
             stuck = ~bracketed & (lo.a >= max_step)
-            done = accept | narrow | stuck | ~tf.math.is_finite(trial)
-            return (
-                _Loop(s.nfev + 1, trial, lo, lo_g, hi, hi_finite, bracketed, done, accept),
-            )
+            attempt_nfev = s.attempt_nfev + 1
+            done = (accept | narrow | stuck | ~tf.math.is_finite(trial)
+                    | (attempt_nfev >= self.max_evals))
+            after = _Loop(s.nfev + 1, trial, lo, lo_g, hi, hi_finite, bracketed, done, accept,
+                          d, attempt_nfev, s.restarted)
+            if fallback is None:
+                return (after,)
+            fallback_d, fallback_step0, can_restart = fallback
+            no_decrease = done & ~accept & ~(lo.f < f)
+            restart = no_decrease & can_restart & ~s.restarted
+            return (tf.cond(
+                restart,
+                lambda: start(fallback_d, fallback_step0, after.nfev, tf.constant(True)),
+                lambda: after,
+            ),)
 
         def cond(s: _Loop) -> tf.Tensor:
             return ~s.done
 
-        init = _Loop(
-            nfev=tf.zeros([], tf.int32),
-            trial=tf.cast(step0, dtype),
-            lo=origin,
-            lo_g=g,
-            hi=origin,
-            hi_finite=tf.constant(True),
-            bracketed=tf.constant(False),
-            done=tf.constant(False),
-            success=tf.constant(False),
-        )
-        (s,) = tf.while_loop(cond, body, (init,), maximum_iterations=self.max_evals)
+        budget = self.max_evals * (1 if fallback is None else 2)
+        init = start(d, step0, tf.zeros([], tf.int32), tf.constant(False))
+        (s,) = tf.while_loop(cond, body, (init,), maximum_iterations=budget)
         # Without the conditions, only a strict decrease is worth returning (a point accepted
         # in the noisy regime may be up to `noise` above f).
         keep = s.success | (s.lo.f < f)
         # `x + a * d` is the expression the trial point was evaluated at, so the returned
         # point is that point bit for bit.
-        x_new, g_new = tf.cond(keep, lambda: (x + s.lo.a * d, s.lo_g), lambda: (x, g))
-        return LineSearchResult(
+        x_new, g_new = tf.cond(keep, lambda: (x + s.lo.a * s.d, s.lo_g), lambda: (x, g))
+        result = LineSearchResult(
             tf.where(keep, s.lo.a, zero), x_new, tf.where(keep, s.lo.f, f), g_new, s.nfev,
             s.success,
         )
+        return result, s.restarted
 
 
 def _where(cond: tf.Tensor, a: _Point, b: _Point) -> _Point:

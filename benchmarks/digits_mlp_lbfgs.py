@@ -36,7 +36,10 @@ def run_once(algo: str, dataset: tf.data.Dataset, weights: list[np.ndarray]) -> 
     start = time.perf_counter()
     res = flatvec.minimize(model, dataset, algo=algo, max_iter=200,
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return float(res.fun), time.perf_counter() - start
+    wall = time.perf_counter() - start
+    print(f"  {algo:16s} nit {res.nit:4d} nfev {res.nfev:4d} loss {res.fun:.3e} wall {wall:.2f} s "
+          f"(first iteration done after {res.history['time'][1]:.2f} s)", flush=True)
+    return float(res.fun), wall
 
 
 def main() -> None:

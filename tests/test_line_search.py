@@ -271,3 +271,30 @@ def test_strong_wolfe_traces_under_xla_like_in_graph():
 def test_bad_options_name_the_argument(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("search", [StrongWolfe(max_evals=1), Backtracking(max_evals=1)],
+                         ids=["in-loop restart", "second search in a cond"])
+def test_search_with_restart_retries_along_the_fallback(search):
+    # Along d the one allowed trial overshoots (no decrease); along the fallback -g/2 the first
+    # trial lands on the minimizer of f = |x|^2 / 2. Both restart routes give the same answer.
+    def oracle(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            f = 0.5 * tf.reduce_sum(x**2)
+        return f, tape.gradient(f, x)
+
+    x = tf.constant([1.0, -2.0], tf.float64)
+    f, g = oracle(x)
+    one = tf.constant(1.0, tf.float64)
+    found = tf.function(search_with_restart, autograph=False)(
+        search, oracle, x, f, g, -10.0 * g, one, -0.5 * g, tf.constant(2.0, tf.float64),
+        tf.constant(True))
+    assert bool(found.restarted)
+    np.testing.assert_allclose(found.result.x.numpy(), [0.0, 0.0], atol=1e-15)
+    assert int(found.nfev) == 2
+    # Without permission to restart, the failed search is returned as it is.
+    kept = search_with_restart(search, oracle, x, f, g, -10.0 * g, one, -0.5 * g, one,
+                               tf.constant(False))
+    assert not bool(kept.restarted) and float(kept.result.step) == 0.0
+    np.testing.assert_array_equal(kept.result.x.numpy(), x.numpy())
