@@ -110,8 +110,10 @@ class BFGS(Algorithm):
         gamma = tf.where(keep, sy / tf.where(keep, yy, one), state.gamma)
         fresh = found.restarted | ~state.updated
         # Eq. 6.20: the first update (and the first after a reset) starts from gamma * I.
-        h = tf.where(fresh, gamma * _eye_like(x), state.h)
-        h = tf.where(keep, bfgs_update(h, s, y), h)  # a skipped pair's NaNs are never selected
+        # Conds, not selects: an n x n select (and the scaled identity) every iteration cost
+        # more than the update itself at n ~ 1000; a skipped pair's update is never computed.
+        h = tf.cond(fresh, lambda: gamma * _eye_like(x), lambda: state.h)
+        h = tf.cond(keep, lambda: bfgs_update(h, s, y), lambda: h)
         return BFGSState(ls.x, ls.f, ls.g, ls.step, ~moved, h, gamma,
                          keep | (state.updated & ~found.restarted))
 
