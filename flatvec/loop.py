@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from flatvec.algorithm import Algorithm
-from flatvec.objective import Objective
+from flatvec.objective import Objective, with_autograph
 from flatvec.status import Status
 
 __all__ = ["Carry", "CompiledLoop", "StopRule"]
@@ -106,6 +106,10 @@ class CompiledLoop:
     ) -> None:
         self.algorithm, self.objective, self.rule = algorithm, objective, rule
         self.steps_per_call = steps_per_call
+        # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
+        # algorithms are written for plain tracing and are left as they are.
+        self._init = with_autograph(algorithm.init)
+        self._step = with_autograph(algorithm.step)
         self._vars: Carry | None = None
         self._advance_concrete: Any = None
         jit = jit_compile or None
@@ -163,7 +167,7 @@ class CompiledLoop:
 
     def _start_graph(self, x0: tf.Tensor) -> Carry:
         f, g = self.objective(x0)
-        state = self.algorithm.init(x0, f, g)
+        state = self._init(x0, f, g)
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), initial_status(f, g, self.rule))
 
     def _load_graph(self, carry: Carry) -> Report:
@@ -171,7 +175,7 @@ class CompiledLoop:
         return _report(carry, self.objective)
 
     def _one_step(self, carry: Carry) -> Carry:
-        state = self.algorithm.step(carry.state, self.objective)
+        state = self._step(carry.state, self.objective)
         nit = carry.nit + 1
         finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
         status = _status_after_step(

@@ -366,3 +366,12 @@ def test_python_control_flow_in_user_code_is_converted_by_autograph():
     variable = tf.Variable([0.5, 2.0], dtype=tf.float64)
     res = flatvec.minimize(lambda: piecewise(variable), [variable], "cg", gtol=1e-8)
     np.testing.assert_allclose(variable.numpy(), [1.0, 1.0], atol=1e-7)
+
+
+def test_python_control_flow_in_a_user_algorithm_is_converted_by_autograph():
+    from autograph_algorithm import ClippedGradientDescent
+
+    res = flatvec.minimize(lambda x: tf.reduce_sum((x - 3.0) ** 2), np.zeros(2),
+                           ClippedGradientDescent(), gtol=1e-8, ftol=0.0)
+    assert res.success
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-8)
