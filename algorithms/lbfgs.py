@@ -10,8 +10,8 @@ approximation built from the last :math:`m` curvature pairs :math:`s_i = x_{i+1}
     \gamma_k = \frac{s_{k-1}^\top y_{k-1}}{y_{k-1}^\top y_{k-1}}.
 
 The outer iteration is Nocedal & Wright, Algorithm 7.5. The product :math:`H_k g_k` is the
-one the two-loop recursion (N&W Algorithm 7.4) gives, computed in the compact form of Byrd,
-Nocedal & Schnabel (1994), eq. (2.6) / N&W eq. (7.24) inverted:
+one the two-loop recursion (N&W Algorithm 7.4) gives, computed from the compact
+representation of the inverse BFGS matrix (Byrd, Nocedal & Schnabel, 1994):
 
 .. math::
     H g = \gamma g + S p - \gamma Y t, \qquad
@@ -20,11 +20,12 @@ Nocedal & Schnabel (1994), eq. (2.6) / N&W eq. (7.24) inverted:
 
 with :math:`S, Y` the pairs as columns, :math:`R` the upper triangle of :math:`S^\top Y` and
 :math:`D` its diagonal. Why this form: the two-loop needs :math:`4m` dependent vector
-operations per iteration, the compact form two matrix-vector products over the ``[m, n]``
-buffers plus :math:`m \times m` algebra, and the small matrices :math:`S^\top Y, Y^\top Y`
-and the products :math:`S^\top g, Y^\top g` are kept up to date in the state with three more
-matrix-vector products when a pair is added. No loop runs over the memory, so the step
-traces once, compiles under XLA and costs a few large kernels instead of many small ones.
+operations per iteration; the compact form needs two products of a length-:math:`m` vector with
+the ``[m, n]`` buffers plus :math:`m \times m` algebra. The small matrices
+:math:`S^\top Y, Y^\top Y` and the products :math:`S^\top g, Y^\top g` are kept up to date in
+the state by five matrix-vector products per iteration (the new gradient and the new pair
+against the stored rows). No loop runs over the memory, so the step traces once, compiles
+under XLA and costs a few large kernels instead of many small ones.
 
 The pairs live in fixed ``[m, n]`` ring buffers (a write index ``head`` and a ``count``; no
 shifting): a new pair overwrites one row with ``tf.tensor_scatter_nd_update``, and only the

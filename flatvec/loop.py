@@ -145,8 +145,9 @@ class CompiledLoop:
         return self._advance_concrete()
 
     def carry(self) -> Carry:
-        """The current carry as tensors (copies: later calls do not change them)."""
-        return tf.nest.map_structure(lambda v: v.read_value(), self._vars)
+        """The current carry as tensors: snapshots, which later calls do not change (an
+        assignment to a variable whose value is still referenced gets a new buffer)."""
+        return self._read()
 
     def _report_eager(self) -> Report:
         return _report(self._read(), self.objective)
