@@ -68,6 +68,7 @@ class _Loop(NamedTuple):
     done: tf.Tensor
     success: tf.Tensor
     d: tf.Tensor  # the direction searched (the fallback one after a restart)
+    d0: tf.Tensor  # phi'(0) along it
     attempt_nfev: tf.Tensor  # evaluations along the current direction
     restarted: tf.Tensor
 
@@ -199,17 +200,17 @@ class StrongWolfe:
 
         def start(direction: tf.Tensor, step: tf.Tensor, nfev: tf.Tensor,
                   restarted: tf.Tensor) -> _Loop:
-            origin = _Point(zero, f, dot(g, direction))
+            d0 = dot(g, direction)
+            origin = _Point(zero, f, d0)
             return _Loop(
                 nfev=nfev, trial=tf.cast(step, dtype), lo=origin, lo_g=g, hi=origin,
                 hi_finite=tf.constant(True), bracketed=tf.constant(False),
-                done=tf.constant(False), success=tf.constant(False), d=direction,
+                done=tf.constant(False), success=tf.constant(False), d=direction, d0=d0,
                 attempt_nfev=tf.zeros([], tf.int32), restarted=restarted,
             )
 
         def body(s: _Loop) -> tuple[_Loop]:
-            d = s.d
-            d0 = dot(g, d)  # phi'(0) along the current direction
+            d, d0 = s.d, s.d0
             a = s.trial
             xa = x + a * d
             fa, ga = oracle(xa)
@@ -247,7 +248,7 @@ class StrongWolfe:
             done = (accept | narrow | stuck | ~tf.math.is_finite(trial)
                     | (attempt_nfev >= self.max_evals))
             after = _Loop(s.nfev + 1, trial, lo, lo_g, hi, hi_finite, bracketed, done, accept,
-                          d, attempt_nfev, s.restarted)
+                          d, d0, attempt_nfev, s.restarted)
             if fallback is None:
                 return (after,)
             fallback_d, fallback_step0, can_restart = fallback
