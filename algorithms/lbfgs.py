@@ -131,11 +131,11 @@ def inverse_hessian_product(
 
 
 def _replace_row_and_column(
-    matrix: tf.Tensor, slot: tf.Tensor, row: tf.Tensor, column: tf.Tensor
+    matrix: tf.Tensor, at: tf.Tensor, row: tf.Tensor, column: tf.Tensor
 ) -> tf.Tensor:
-    """``matrix`` with row ``slot`` set to ``row`` and column ``slot`` to ``column``."""
-    hit = tf.one_hot(slot, tf.shape(matrix)[0], on_value=True, off_value=False)
-    return tf.where(hit[:, None], row[None, :], tf.where(hit[None, :], column[:, None], matrix))
+    """``matrix`` with the row and the column where the bool mask ``at`` holds set to ``row``
+    and ``column``."""
+    return tf.where(at[:, None], row[None, :], tf.where(at[None, :], column[:, None], matrix))
 
 
 class LBFGS(Algorithm):
@@ -209,12 +209,13 @@ class LBFGS(Algorithm):
         s_g, y_g = tf.linalg.matvec(state.s, g_new), tf.linalg.matvec(state.y, g_new)
         s_y, y_s = tf.linalg.matvec(state.s, y), tf.linalg.matvec(state.y, s)
         y_y = tf.linalg.matvec(state.y, y)
+        # The slot's row and column are replaced only for a kept pair (hit is all False else).
         hit = tf.one_hot(slot, self.memory, on_value=True, off_value=False) & keep
         sy_row = tf.where(hit, sy, y_s)  # s_new' y_i
         sy_col = tf.where(hit, sy, s_y)  # s_i' y_new
         yy_row = tf.where(hit, yy, y_y)
-        sy_mat = tf.where(keep, _replace_row_and_column(state.sy, slot, sy_row, sy_col), state.sy)
-        yy_mat = tf.where(keep, _replace_row_and_column(state.yy, slot, yy_row, yy_row), state.yy)
+        sy_mat = _replace_row_and_column(state.sy, hit, sy_row, sy_col)
+        yy_mat = _replace_row_and_column(state.yy, hit, yy_row, yy_row)
         sg_vec = tf.where(hit, dot(s, g_new), s_g)
         yg_vec = tf.where(hit, dot(y, g_new), y_g)
         # Write slot `head`; a cond, so a skipped pair leaves the buffers untouched (no copy).

@@ -26,10 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 import flatvec  # noqa: E402
-from benchmarks.problems import plain_digits_mlp  # noqa: E402
+from benchmarks.problems import digits, plain_digits_mlp  # noqa: E402
 
 METHODS = ("lbfgs", "scipy:L-BFGS-B")
 
@@ -52,9 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    x, y = load_digits(return_X_y=True)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        ((x / 16.0).astype("float32"), y.astype("int32"))).batch(len(x))
+    x, y = digits("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x))
     weights = plain_digits_mlp(seed=0).get_weights()
     shared_model = plain_digits_mlp()
     shared_model.set_weights(weights)

@@ -23,9 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
-from benchmarks.problems import plain_digits_mlp  # noqa: E402
+from benchmarks.problems import digits, plain_digits_mlp  # noqa: E402
 from flatvec.keras import VectorOptimizer  # noqa: E402
 
 TARGET_RATIO = 1.10
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
     args = parser.parse_args(argv)
 
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype("float32")
+    x, y = digits("float32")
     optimizers = {
         "SGD": keras.optimizers.SGD(0.05, momentum=args.momentum),
         "VectorOptimizer": VectorOptimizer("gd", learning_rate=0.05, momentum=args.momentum),

@@ -24,12 +24,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 import flatvec  # noqa: E402
-from benchmarks.problems import plain_digits_mlp  # noqa: E402
+from benchmarks.problems import digits, plain_digits_mlp  # noqa: E402
 
 
 def _median_times(fns: dict, x, repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -51,9 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
 
-    digits = load_digits()
-    X = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int32)
+    X, y = digits("float32")
     model = plain_digits_mlp()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

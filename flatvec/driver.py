@@ -20,6 +20,7 @@ __all__ = ["minimize"]
 
 DEFAULT_FTOL = 2.220446049250313e-09  # L-BFGS-B's default factr * eps
 DEFAULT_MAX_ITER = 15000  # L-BFGS-B's default
+_NIT, _STATUS = 6, 7  # positions in the loop's Report.values
 
 
 def _check_options(
@@ -219,8 +220,9 @@ def _run(problem, algorithm, loop, reporter, initial_state) -> OptimizeResult:
         info = loop.start(x, initial_state)  # the point is evaluated once more for the report
     else:
         info = loop.start(problem.x0)
-    reporter.begin(info.values.numpy(), time.perf_counter() - t0)
-    status = Status(int(info.status))
+    values = info.values.numpy()  # the one host transfer per call
+    reporter.begin(values, time.perf_counter() - t0)
+    status = Status(int(values[_STATUS]))
 
     def point() -> tuple[np.ndarray, np.ndarray]:
         carry = loop.carry()
@@ -228,11 +230,11 @@ def _run(problem, algorithm, loop, reporter, initial_state) -> OptimizeResult:
 
     try:
         while status is Status.RUNNING:
-            info = loop.advance()
-            status = Status(int(info.status))
+            values = loop.advance().values.numpy()  # the one host transfer per call
+            status = Status(int(values[_STATUS]))
             stop = reporter.iteration(
-                info.values.numpy(),  # the one host transfer per call
-                int(info.nit),
+                values,
+                int(values[_NIT]),
                 time.perf_counter() - t0,
                 point,
             )

@@ -34,11 +34,11 @@ class Carry(NamedTuple):
 
 
 class Report(NamedTuple):
-    """Scalars the host reads after each call: one transfer."""
+    """What the host reads after each call, as one vector so that reading it is one transfer:
+    ``[f, ||g||_inf, step_size, nfev, njev, nhev, nit, status]`` as float64 (the counts are
+    exact integers)."""
 
-    values: tf.Tensor  # [f, ||g||_inf, step_size, nfev, njev, nhev] as float64
-    nit: tf.Tensor
-    status: tf.Tensor
+    values: tf.Tensor
 
 
 def _grad_norm(g: tf.Tensor) -> tf.Tensor:
@@ -217,6 +217,8 @@ def _report(carry: Carry, objective: Objective) -> Report:
             tf.cast(objective.nfev, tf.float64),
             tf.cast(objective.njev, tf.float64),
             tf.cast(objective.nhev, tf.float64),
+            tf.cast(carry.nit, tf.float64),
+            tf.cast(carry.status, tf.float64),
         ]
     )
-    return Report(values, carry.nit, carry.status)
+    return Report(values)
