@@ -13,6 +13,7 @@ from flatvec.algorithm import (
 )
 from flatvec.checkpoint import StateCheckpoint
 from flatvec.driver import minimize
+from flatvec.model_cache import clear_objective_cache
 from flatvec.objective import Objective, ValueAndGradient
 from flatvec.result import OptimizeResult
 from flatvec.space import FlatParamSpace, VariableSlot
@@ -32,6 +33,7 @@ __all__ = [
     "VariableSlot",
     "__version__",
     "available_algorithms",
+    "clear_objective_cache",
     "get_algorithm",
     "minimize",
     "register_algorithm",

@@ -174,29 +174,29 @@ def minimize(
         )
     rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
     loop = _compiled_loop(
-        objective, algo, algorithm, algo_options, rule, int(steps_per_call), bool(jit_compile)
+        objective, algo, algorithm, algo_options, int(steps_per_call), bool(jit_compile)
     )
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
-    return _run(problem, algorithm, loop, reporter, initial_state)
+    return _run(problem, algorithm, loop, rule, reporter, initial_state)
 
 
-def _compiled_loop(objective, algo, algorithm, algo_options, rule, steps_per_call, jit_compile):
+def _compiled_loop(objective, algo, algorithm, algo_options, steps_per_call, jit_compile):
     """The :class:`CompiledLoop`, cached on the objective.
 
-    Passing the same :class:`Objective` to several ``minimize`` calls (with the same algorithm
-    and stopping rule) then traces once in all, not once per call. An algorithm given by name
-    is keyed by its name and options; an instance by identity (kept alive by the cache).
+    Several ``minimize`` calls on the same :class:`Objective` with the same algorithm (any
+    tolerances and limits) then trace once in all, not once per call. An algorithm given by
+    name is keyed by its name and options; an instance by identity (kept alive by the cache).
     """
     def build() -> CompiledLoop:
         return CompiledLoop(
-            algorithm, objective, rule, steps_per_call=steps_per_call, jit_compile=jit_compile
+            algorithm, objective, steps_per_call=steps_per_call, jit_compile=jit_compile
         )
 
     if isinstance(algo, str):
         algo_key = ("name", algo.lower(), tuple(sorted(algo_options.items(), key=str)))
     else:
         algo_key = ("instance", id(algorithm))
-    key = (algo_key, rule, steps_per_call, jit_compile)
+    key = (algo_key, steps_per_call, jit_compile)
     try:
         hash(key)
     except TypeError:  # unhashable option values: build afresh
@@ -211,15 +211,15 @@ def _resolve(fun: Any, x0: Any, loss: Any, objective_options: dict[str, Any]) ->
     return resolve_problem(fun, x0, loss=loss, objective_options=objective_options)
 
 
-def _run(problem, algorithm, loop, reporter, initial_state) -> OptimizeResult:
+def _run(problem, algorithm, loop, rule, reporter, initial_state) -> OptimizeResult:
     objective = problem.objective
     objective.reset_counters()
     t0 = time.perf_counter()
     if initial_state is not None:
         x = objective.check_vector(tf.convert_to_tensor(initial_state.x), "initial_state.x")
-        info = loop.start(x, initial_state)  # the point is evaluated once more for the report
+        info = loop.start(x, rule, initial_state)  # the point is evaluated once more for the report
     else:
-        info = loop.start(problem.x0)
+        info = loop.start(problem.x0, rule)
     values = info.values.numpy()  # the one host transfer per call
     reporter.begin(values, time.perf_counter() - t0)
     status = Status(int(values[_STATUS]))

@@ -45,9 +45,18 @@ def _grad_norm(g: tf.Tensor) -> tf.Tensor:
     return tf.reduce_max(tf.abs(g))
 
 
+class _RuleTensors(NamedTuple):
+    """A :class:`StopRule` as read inside the graph (from the loop's variables)."""
+
+    gtol: tf.Tensor
+    ftol: tf.Tensor
+    max_iter: tf.Tensor  # int64
+    max_eval: tf.Tensor  # int64, 0: no limit
+
+
 def _status_after_step(
     f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, nfev: tf.Tensor,
-    rule: StopRule,
+    rule: _RuleTensors,
 ) -> tf.Tensor:
     """The first stopping test that holds, or RUNNING (``finite``: f and g are finite).
     Order matters: failures first."""
@@ -56,12 +65,12 @@ def _status_after_step(
     # L-BFGS-B's test; a rise in f (non-monotone rules) is not convergence.
     decrease = f_prev - f
     scale = tf.maximum(tf.maximum(tf.abs(f_prev), tf.abs(f)), tf.ones_like(f))
-    ftol_met = (decrease >= 0) & (decrease <= rule.ftol * scale)
-    over_eval = (nfev >= rule.max_eval) if rule.max_eval > 0 else tf.constant(False)
+    ftol_met = (decrease >= 0) & (decrease <= tf.cast(rule.ftol, f.dtype) * scale)
+    over_eval = (rule.max_eval > 0) & (nfev >= rule.max_eval)
     tests = [
         (~finite, Status.NON_FINITE),
         (failed, Status.LINE_SEARCH_FAILED),
-        (_grad_norm(g) <= rule.gtol, Status.CONVERGED_GTOL),
+        (_grad_norm(g) <= tf.cast(rule.gtol, g.dtype), Status.CONVERGED_GTOL),
         (ftol_met, Status.CONVERGED_FTOL),
         (nit >= rule.max_iter, Status.MAX_ITER),
         (over_eval, Status.MAX_EVAL),
@@ -72,18 +81,17 @@ def _status_after_step(
     return status
 
 
-def initial_status(f: tf.Tensor, g: tf.Tensor, rule: StopRule) -> tf.Tensor:
+def initial_status(f: tf.Tensor, g: tf.Tensor, rule: _RuleTensors) -> tf.Tensor:
     """Status at the start point (non-finite, already converged, or max_iter=0)."""
     finite = tf.math.is_finite(f) & tf.reduce_all(tf.math.is_finite(g))
-    status = tf.constant(int(Status.RUNNING), tf.int32)
-    if rule.max_iter == 0:
-        status = tf.constant(int(Status.MAX_ITER), tf.int32)
-    status = tf.where(_grad_norm(g) <= rule.gtol, int(Status.CONVERGED_GTOL), status)
+    status = tf.where(rule.max_iter == 0, int(Status.MAX_ITER), int(Status.RUNNING))
+    status = tf.where(_grad_norm(g) <= tf.cast(rule.gtol, g.dtype), int(Status.CONVERGED_GTOL),
+                      status)
     return tf.where(finite, status, int(Status.NON_FINITE))
 
 
 class CompiledLoop:
-    """The compiled iteration of one (objective, algorithm, stopping rule) combination.
+    """The compiled iteration of one (objective, algorithm) combination.
 
     The carry lives in ``tf.Variable`` s between calls: :meth:`advance` takes no arguments
     and hands back only the small :class:`Report`. Why: calling a ``tf.function`` costs about
@@ -92,19 +100,22 @@ class CompiledLoop:
     rest of the iteration on medium problems.
 
     The variables are created at the first :meth:`start` (shapes come from the algorithm's
-    ``init``) and reused by later runs, so repeated runs trace nothing.
+    ``init``) and reused by later runs, so repeated runs trace nothing. The stopping rule is
+    read from variables too: a later run with other tolerances or limits traces nothing either.
     """
 
     def __init__(
         self,
         algorithm: Algorithm,
         objective: Objective,
-        rule: StopRule,
         *,
         steps_per_call: int,
         jit_compile: bool,
     ) -> None:
-        self.algorithm, self.objective, self.rule = algorithm, objective, rule
+        self.algorithm, self.objective = algorithm, objective
+        with tf.init_scope():
+            self._tolerances = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
+            self._limits = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self.steps_per_call = steps_per_call
         # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
         # algorithms are written for plain tracing and are left as they are.
@@ -118,9 +129,12 @@ class CompiledLoop:
         self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
 
     # ------------------------------------------------------------------ host side
-    def start(self, x0: tf.Tensor, state: Any = None) -> Report:
-        """Evaluate ``x0`` and make it the loop's start; with ``state``, resume from that
-        algorithm state instead (its structure is checked against the algorithm's)."""
+    def start(self, x0: tf.Tensor, rule: StopRule, state: Any = None) -> Report:
+        """Evaluate ``x0`` and make it the loop's start, stopping by ``rule``; with ``state``,
+        resume from that algorithm state instead (its structure is checked against the
+        algorithm's)."""
+        self._tolerances.assign([rule.gtol, rule.ftol])
+        self._limits.assign([rule.max_iter, rule.max_eval])
         carry = self._start(x0)
         if state is not None:
             try:
@@ -153,6 +167,10 @@ class CompiledLoop:
         return _report(self._read(), self.objective)
 
     # ------------------------------------------------------------------ graph side
+    def _rule(self) -> _RuleTensors:
+        tolerances, limits = self._tolerances.read_value(), self._limits.read_value()
+        return _RuleTensors(tolerances[0], tolerances[1], limits[0], limits[1])
+
     def _read(self) -> Carry:
         return tf.nest.map_structure(lambda v: v.read_value(), self._vars)
 
@@ -169,18 +187,19 @@ class CompiledLoop:
     def _start_graph(self, x0: tf.Tensor) -> Carry:
         f, g = self.objective(x0)
         state = self._init(x0, f, g)
-        return Carry(state, x0, f, g, tf.zeros([], tf.int64), initial_status(f, g, self.rule))
+        status = initial_status(f, g, self._rule())
+        return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
 
     def _load_graph(self, carry: Carry) -> Report:
         self._write(carry)
         return _report(carry, self.objective)
 
-    def _one_step(self, carry: Carry) -> Carry:
+    def _one_step(self, carry: Carry, rule: _RuleTensors) -> Carry:
         state = self._step(carry.state, self.objective)
         nit = carry.nit + 1
         finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
         status = _status_after_step(
-            carry.state.f, state, finite, nit, self.objective.nfev, self.rule)
+            carry.state.f, state, finite, nit, self.objective.nfev, rule)
         better = finite & (state.f < carry.best_f)
         # A cond, not a select: no copy of x and g when the point is not better.
         best_x, best_f, best_g = tf.cond(
@@ -192,14 +211,15 @@ class CompiledLoop:
 
     def _advance_graph(self) -> Report:
         carry = read = self._read()
+        rule = self._rule()
         if self.steps_per_call == 1:
-            carry = self._one_step(carry)
+            carry = self._one_step(carry, rule)
         else:
             def cond(i: tf.Tensor, c: Carry) -> tf.Tensor:
                 return (i < self.steps_per_call) & (c.status == int(Status.RUNNING))
 
             def body(i: tf.Tensor, c: Carry) -> tuple[tf.Tensor, Carry]:
-                return i + 1, self._one_step(c)
+                return i + 1, self._one_step(c, rule)
 
             _, carry = tf.while_loop(cond, body, (tf.constant(0), carry))
         self._write(carry, read)

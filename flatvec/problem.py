@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from flatvec.model_cache import cached_objective
 from flatvec.objective import Objective
 
 __all__ = ["Problem", "resolve_problem"]
@@ -63,7 +64,9 @@ def resolve_problem(
 ) -> Problem:
     """Recognize the three forms of ``minimize`` (and a prebuilt :class:`Objective`).
 
-    - ``(model, dataset)``: a Keras model and a dataset -> the exact full-batch objective;
+    - ``(model, dataset)``: a Keras model and a dataset -> the exact full-batch objective
+      (kept on the model and reused by later calls with the same data, loss and options; see
+      :mod:`flatvec.model_cache`);
     - ``(loss_fn, variables)``: a zero-argument closure and the variables it reads;
     - ``(fun, x0)``: a function of a 1-D tensor and a start point;
     - ``(objective, x0)``: an :class:`Objective` (``x0`` may be None for one with a space).
@@ -78,7 +81,10 @@ def resolve_problem(
     if _is_model(problem):
         if data is None:
             raise TypeError("dataset: required with a Keras model (a tf.data.Dataset or arrays)")
-        objective = Objective.from_model(problem, data, loss, **objective_options)
+        objective = cached_objective(
+            problem, data, loss, objective_options,
+            lambda: Objective.from_model(problem, data, loss, **objective_options),
+        )
         return Problem(objective, objective.space.get(), problem)
     if not callable(problem):
         raise TypeError(
