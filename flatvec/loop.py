@@ -34,11 +34,18 @@ class Carry(NamedTuple):
 
 
 class Report(NamedTuple):
-    """What the host reads after each call, as one vector so that reading it is one transfer:
+    """What the host reads after each call, as one tensor so that reading it is one transfer:
     ``[f, ||g||_inf, step_size, nfev, njev, nhev, nit, status]`` as float64 (the counts are
-    exact integers)."""
+    exact integers). :meth:`CompiledLoop.start` gives one such row; :meth:`CompiledLoop.advance`
+    gives :data:`MAX_ROWS` rows, one per iteration it ran (rows it did not use have nit -1;
+    past ``MAX_ROWS`` iterations the last row is overwritten, so it is always the last
+    iteration's)."""
 
     values: tf.Tensor
+
+
+MAX_ROWS = 64
+NIT_COLUMN, STATUS_COLUMN, WIDTH = 6, 7, 8
 
 
 def _grad_norm(g: tf.Tensor) -> tf.Tensor:
@@ -100,8 +107,9 @@ class CompiledLoop:
     rest of the iteration on medium problems.
 
     The variables are created at the first :meth:`start` (shapes come from the algorithm's
-    ``init``) and reused by later runs, so repeated runs trace nothing. The stopping rule is
-    read from variables too: a later run with other tolerances or limits traces nothing either.
+    ``init``) and reused by later runs, so repeated runs trace nothing. The stopping rule and
+    the number of iterations per call (:meth:`set_block`) are read from variables too: a later
+    run with other tolerances, limits or block size traces nothing either.
     """
 
     def __init__(
@@ -109,14 +117,14 @@ class CompiledLoop:
         algorithm: Algorithm,
         objective: Objective,
         *,
-        steps_per_call: int,
         jit_compile: bool,
     ) -> None:
         self.algorithm, self.objective = algorithm, objective
         with tf.init_scope():
             self._tolerances = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
             self._limits = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-        self.steps_per_call = steps_per_call
+            self._block = tf.Variable(1, dtype=tf.int64, trainable=False)
+        self.block = 1
         # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
         # algorithms are written for plain tracing and are left as they are.
         self._init = with_autograph(algorithm.init)
@@ -151,8 +159,15 @@ class CompiledLoop:
             return self._report_eager()
         return self._load(carry)
 
+    def set_block(self, iterations: int) -> None:
+        """Let each :meth:`advance` run up to ``iterations`` iterations (default 1)."""
+        if iterations != self.block:
+            self._block.assign(iterations)
+            self.block = iterations
+
     def advance(self) -> Report:
-        """Run up to ``steps_per_call`` iterations from the current carry."""
+        """Run up to :meth:`set_block`'s number of iterations from the current carry; fewer
+        when a stopping test holds."""
         if self._advance_concrete is None:
             # Calling the concrete function skips the signature lookup (~0.1 ms a call).
             self._advance_concrete = self._advance.get_concrete_function()
@@ -212,24 +227,28 @@ class CompiledLoop:
     def _advance_graph(self) -> Report:
         carry = read = self._read()
         rule = self._rule()
-        if self.steps_per_call == 1:
-            carry = self._one_step(carry, rule)
-        else:
-            def cond(i: tf.Tensor, c: Carry) -> tf.Tensor:
-                return (i < self.steps_per_call) & (c.status == int(Status.RUNNING))
+        block = self._block.read_value()
+        rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))
 
-            def body(i: tf.Tensor, c: Carry) -> tuple[tf.Tensor, Carry]:
-                return i + 1, self._one_step(c, rule)
+        def cond(i: tf.Tensor, c: Carry, rows: tf.Tensor) -> tf.Tensor:
+            return (i < block) & (c.status == int(Status.RUNNING))
 
-            _, carry = tf.while_loop(cond, body, (tf.constant(0), carry))
+        def body(i: tf.Tensor, c: Carry, rows: tf.Tensor) -> tuple[tf.Tensor, Carry, tf.Tensor]:
+            c = self._one_step(c, rule)
+            row = tf.minimum(i, MAX_ROWS - 1)
+            rows = tf.tensor_scatter_nd_update(rows, [[row]], [_report_row(c, self.objective)])
+            return i + 1, c, rows
+
+        # The loop runs at least once: a call is only made while the status is RUNNING.
+        _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
         self._write(carry, read)
-        return _report(carry, self.objective)
+        return Report(rows)
 
 
-def _report(carry: Carry, objective: Objective) -> Report:
+def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:
     state = carry.state
     step_size = getattr(state, "step_size", tf.zeros([], state.f.dtype))
-    values = tf.stack(
+    return tf.stack(
         [
             tf.cast(state.f, tf.float64),
             tf.cast(_grad_norm(state.g), tf.float64),
@@ -241,4 +260,7 @@ def _report(carry: Carry, objective: Objective) -> Report:
             tf.cast(carry.status, tf.float64),
         ]
     )
-    return Report(values)
+
+
+def _report(carry: Carry, objective: Objective) -> Report:
+    return Report(_report_row(carry, objective))

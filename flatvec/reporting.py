@@ -68,7 +68,13 @@ class RunReporter:
         ) if verbose else None
         self.history: dict[str, list[float]] = {k: [] for k in (*_LOG_KEYS, "nit", "time")}
 
-    def _record(self, values: np.ndarray, nit: int, elapsed: float) -> dict[str, float]:
+    @property
+    def has_callbacks(self) -> bool:
+        """True when Keras callbacks or plain callables were given."""
+        return bool(self._plain) or not isinstance(self._keras, _NoCallbacks)
+
+    def record(self, values: np.ndarray, nit: int, elapsed: float) -> dict[str, float]:
+        """Add iteration ``nit`` to the history only (no callbacks, no progress bar)."""
         logs = dict(zip(_LOG_KEYS, (float(v) for v in values[:4])))
         for key, value in logs.items():
             self.history[key].append(value)
@@ -79,7 +85,7 @@ class RunReporter:
     def begin(self, values: np.ndarray, elapsed: float) -> None:
         """Record the start point (``values``: f, ||g||_inf, step size, nfev)."""
         self._model.stop_training = False
-        self._record(values, 0, elapsed)
+        self.record(values, 0, elapsed)
         self._keras.on_train_begin()
 
     def iteration(
@@ -95,7 +101,7 @@ class RunReporter:
         run without them never copies the vectors to the host.
         """
         self._keras.on_epoch_begin(nit - 1)
-        logs = self._record(values, nit, elapsed)
+        logs = self.record(values, nit, elapsed)
         self._keras.on_epoch_end(nit - 1, dict(logs))
         stop = bool(getattr(self._model, "stop_training", False))
         if self._plain:

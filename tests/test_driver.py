@@ -138,6 +138,35 @@ def test_steps_per_call_follows_the_same_trajectory():
     np.testing.assert_allclose(many.x, one.x, rtol=1e-12)
 
 
+def test_blocks_of_iterations_keep_the_trajectory_and_every_iteration_in_history(monkeypatch):
+    calls = []
+    advance = flatvec.loop.CompiledLoop.advance
+
+    def counted(self):
+        calls.append(1)
+        return advance(self)
+
+    monkeypatch.setattr(flatvec.loop.CompiledLoop, "advance", counted)
+    x0 = np.array([-1.2, 1.0])
+    kwargs = dict(gtol=1e-8)
+    one = flatvec.minimize(rosen, x0, "lbfgs", steps_per_call=1, **kwargs)
+    assert len(calls) == one.nit
+    calls.clear()
+    auto = flatvec.minimize(rosen, x0, "lbfgs", **kwargs)  # no callbacks: blocks grow
+    assert len(calls) < one.nit / 3
+    seen = []
+    seven = flatvec.minimize(rosen, x0, "lbfgs", steps_per_call=7,
+                             callbacks=[lambda r: seen.append(r.nit)], **kwargs)
+    assert seen == [*range(7, one.nit, 7), one.nit]
+    for res in (auto, seven):
+        assert res.nit == one.nit and res.nfev == one.nfev
+        np.testing.assert_array_equal(res.x, one.x)
+        assert res.history["nit"] == list(range(one.nit + 1))
+        assert res.history["loss"] == one.history["loss"]
+        assert res.history["nfev"] == one.history["nfev"]
+        assert np.all(np.diff(res.history["time"]) >= 0)
+
+
 def test_xla_run_agrees_with_graph_run():
     # L-BFGS under XLA is covered in test_algorithms; here the driver's own loop (stopping
     # tests, best point, steps_per_call) under jit_compile, with a rule that compiles fast.
