@@ -133,7 +133,6 @@ class CompiledLoop:
         self._advance_concrete: Any = None
         jit = jit_compile or None
         self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
-        self._load = tf.function(self._load_graph, autograph=False)
         self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
 
     # ------------------------------------------------------------------ host side
@@ -156,8 +155,11 @@ class CompiledLoop:
         if self._vars is None:
             self._vars = tf.nest.map_structure(
                 lambda t: tf.Variable(t, trainable=False, shape=t.shape), carry)
-            return self._report_eager()
-        return self._load(carry)
+        else:
+            # Eager assignments (about 1 ms in all), not a tf.function: a second traced
+            # function would make a run's first warm call pay its tracing and first run.
+            self._write(carry)
+        return self._report_eager()
 
     def set_block(self, iterations: int) -> None:
         """Let each :meth:`advance` run up to ``iterations`` iterations (default 1)."""
@@ -204,10 +206,6 @@ class CompiledLoop:
         state = self._init(x0, f, g)
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
-
-    def _load_graph(self, carry: Carry) -> Report:
-        self._write(carry)
-        return _report(carry, self.objective)
 
     def _one_step(self, carry: Carry, rule: _RuleTensors) -> Carry:
         state = self._step(carry.state, self.objective)
