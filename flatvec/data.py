@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Batch", "FullBatchData", "prepare_data"]
+__all__ = ["Batch", "FullBatchData", "held_bytes", "prepare_data"]
 
 # Above this many batches the trace-time unroll makes graphs too large; a tf.while_loop over
 # batches stacked into one tensor keeps the graph one batch big.
@@ -62,6 +62,12 @@ def _nbytes(batch: Batch) -> int:
         if part is not None:
             total += int(np.prod(part.shape)) * tf.as_dtype(part.dtype).size
     return total
+
+
+def held_bytes(data: FullBatchData) -> int:
+    """Bytes of the batches ``data`` holds in memory (0 for a streamed dataset)."""
+    parts = [*(data.batches or ()), data.stacked, data.tail]
+    return sum(_nbytes(part) for part in parts if part is not None)
 
 
 def prepare_data(

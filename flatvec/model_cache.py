@@ -18,7 +18,9 @@ What decides a reuse (anything else builds a new objective):
   ``jit_compile`` and the ``tf.distribute`` strategy in scope.
 
 The cache lives on the model (at most :data:`MAX_ENTRIES` objectives, least recently used
-dropped first), so it goes when the model goes.
+dropped first), so it goes when the model goes. An objective holding more than
+:data:`MAX_CACHED_BYTES` of data in memory is not kept: on such data an evaluation costs far
+more than the tracing a reuse would save, and keeping several copies could exhaust memory.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["MAX_ENTRIES", "cached_objective", "clear_objective_cache"]
+__all__ = ["MAX_CACHED_BYTES", "MAX_ENTRIES", "cached_objective", "clear_objective_cache"]
 
 MAX_ENTRIES = 4
+MAX_CACHED_BYTES = 256 * 2**20
 _ATTRIBUTE = "_flatvec_objectives"
 
 
@@ -67,6 +70,8 @@ def cached_objective(
         cache.move_to_end(key)
         return entry[0]
     objective = build()
+    if objective.data_bytes > MAX_CACHED_BYTES:
+        return objective
     # The loss object is kept alive with the entry: a loss keyed by id must not be freed and
     # its id given to another callable while the entry exists.
     cache[key] = (objective, dataset_ref, loss_object)

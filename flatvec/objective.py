@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flatvec.data import Batch, FullBatchData, prepare_data
+from flatvec.data import Batch, FullBatchData, held_bytes, prepare_data
 from flatvec.space import FlatParamSpace, _is_float_array
 
 __all__ = ["Objective", "ValueAndGradient"]
@@ -299,6 +299,11 @@ class Objective:
     def strategy(self) -> tf.distribute.Strategy | None:
         """The ``tf.distribute`` strategy the sweep runs under, if any."""
         return self._strategy
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of data held in memory for the sweep (0 when streaming or without data)."""
+        return 0 if self._data is None else held_bytes(self._data)
 
     @property
     def streams_data(self) -> bool:

@@ -150,3 +150,15 @@ def test_other_tolerances_and_limits_reuse_the_compiled_iteration():
         flatvec.minimize(objective, x0, "lbfgs", max_iter=3, gtol=0.0, ftol=0.0).x,
         short.x, rtol=1e-12,
     )
+
+
+def test_objectives_holding_much_data_are_not_kept(problem, monkeypatch):
+    model, x, y, weights, loss, traces = problem
+    held = flatvec.Objective.from_model(model, (x, y), loss).data_bytes
+    assert held == x.nbytes + y.nbytes  # the arrays, materialized once
+    assert flatvec.Objective.from_model(model, (x, y), loss, in_memory=False).data_bytes == 0
+    monkeypatch.setattr(flatvec.model_cache, "MAX_CACHED_BYTES", held - 1)
+    _run(model, (x, y), loss, max_iter=1)
+    traced = len(traces)
+    _run(model, (x, y), loss, max_iter=1)
+    assert len(traces) > traced
