@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec.algorithm import Algorithm, get_algorithm
-from flatvec.loop import NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
+from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
 from flatvec.result import OptimizeResult
@@ -118,10 +118,10 @@ def minimize(
     steps_per_call : int, optional
         Iterations per compiled call (a ``tf.while_loop``; one host transfer per call).
         Callbacks and the progress bar then see every ``steps_per_call``-th iteration; the
-        history still has every iteration (its times interpolated within a call by evaluation
-        count). Default: 1 when callbacks are given, so that they see every iteration and the
-        model at it; without callbacks, as many as take about 50 ms (at most 32), which saves
-        ~0.3-0.5 ms an iteration of call overhead on small problems.
+        history still has every iteration (up to 64 per call; its times interpolated within a
+        call by evaluation count). Default: 1 when callbacks are given, so that they see every
+        iteration and the model at it; without callbacks, as many as take about 50 ms (at most
+        32), which saves ~0.3-0.5 ms an iteration of call overhead on small problems.
     initial_state : NamedTuple, optional
         Resume from a previous result's ``state`` (same algorithm and problem size); ``x0`` is
         then ignored in favour of ``initial_state.x``.
@@ -277,10 +277,9 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
 def _report_rows(reporter, rows, previous, before, after, point) -> bool:
     """History for every row of a call; callbacks for its last. Times within the call are
     interpolated by evaluation count (evaluations are most of an iteration's cost)."""
-    nfev = rows[:, 3]
-    spent = max(nfev[-1] - previous[3], 1.0)
+    spent = max(rows[-1, NFEV_COLUMN] - previous[NFEV_COLUMN], 1.0)
     for row in rows[:-1]:
-        share = (row[3] - previous[3]) / spent
+        share = (row[NFEV_COLUMN] - previous[NFEV_COLUMN]) / spent
         reporter.record(row, int(row[NIT_COLUMN]), before + share * (after - before))
     return reporter.iteration(rows[-1], int(rows[-1, NIT_COLUMN]), after, point)
 

@@ -45,7 +45,7 @@ class Report(NamedTuple):
 
 
 MAX_ROWS = 64
-NIT_COLUMN, STATUS_COLUMN, WIDTH = 6, 7, 8
+NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, WIDTH = 3, 6, 7, 8
 
 
 def _grad_norm(g: tf.Tensor) -> tf.Tensor:

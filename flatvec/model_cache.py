@@ -43,7 +43,13 @@ _ATTRIBUTE = "_flatvec_objectives"
 
 
 def clear_objective_cache(model: Any) -> None:
-    """Forget the objectives ``minimize`` kept for ``model`` (the next call traces anew)."""
+    """Forget the objectives ``minimize`` kept for ``model``; its next call traces anew.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model passed to :func:`flatvec.minimize` before (any other object is left as it is).
+    """
     model.__dict__.pop(_ATTRIBUTE, None)
 
 
