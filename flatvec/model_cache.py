@@ -17,6 +17,10 @@ What decides a reuse (anything else builds a new objective):
   ``None`` by the model's compiled loss), ``batch_size``, ``training``, ``in_memory``,
   ``jit_compile`` and the ``tf.distribute`` strategy in scope.
 
+As with Keras' ``train_function``, Python state that was read while tracing (a constant in a
+custom loss, a regularizer added to a layer afterwards) stays as it was at the first call:
+call :func:`clear_objective_cache` after changing it.
+
 The cache lives on the model (at most :data:`MAX_ENTRIES` objectives, least recently used
 dropped first), so it goes when the model goes. An objective holding more than
 :data:`MAX_CACHED_BYTES` of data in memory is not kept: on such data an evaluation costs far
