@@ -191,15 +191,11 @@ class CompiledLoop:
     def _read(self) -> Carry:
         return tf.nest.map_structure(lambda v: v.read_value(), self._vars)
 
-    def _write(self, carry: Carry, read: Carry | None = None) -> None:
-        """Store ``carry`` in the variables; ``read``: the values read at the start of this
-        call, so that a field passed through unchanged is not written (a write of its own
-        value would copy it)."""
-        values = tf.nest.flatten(carry)
-        reads = tf.nest.flatten(read) if read is not None else [None] * len(values)
-        for var, value, before in zip(tf.nest.flatten(self._vars), values, reads):
-            if value is not before:
-                var.assign(value)
+    def _write(self, carry: Carry) -> None:
+        """Store ``carry`` in the variables (every field: the block's ``tf.while_loop`` hands
+        back new tensors even for fields no iteration changed)."""
+        for var, value in zip(tf.nest.flatten(self._vars), tf.nest.flatten(carry)):
+            var.assign(value)
 
     def _start_graph(self, x0: tf.Tensor) -> Carry:
         f, g = self.objective(x0)
@@ -223,7 +219,7 @@ class CompiledLoop:
         return Carry(state, best_x, best_f, best_g, nit, status)
 
     def _advance_graph(self) -> Report:
-        carry = read = self._read()
+        carry = self._read()
         rule = self._rule()
         block = self._block.read_value()
         rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))
@@ -239,7 +235,7 @@ class CompiledLoop:
 
         # The loop runs at least once: a call is only made while the status is RUNNING.
         _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
-        self._write(carry, read)
+        self._write(carry)
         return Report(rows)
 
 

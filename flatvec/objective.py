@@ -38,10 +38,9 @@ def with_autograph(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     flatvec traces its own graphs with ``autograph=False``: converting flatvec's line searches
     and algorithms took 8.8 s of a 9.2 s first call on the digits MLP, and they need no
-    conversion. User code is
-    converted here instead, once (user functions, losses and algorithms). What AutoGraph cannot
-    or need not convert (flatvec, Keras and TensorFlow code, callables without source,
-    ``tf.function`` s) is returned unchanged.
+    conversion. User code is converted here instead, once (user functions, losses and
+    algorithms). What AutoGraph cannot or need not convert (flatvec, Keras and TensorFlow code,
+    callables without source, ``tf.function`` s) is returned unchanged.
     """
     if not isinstance(fn, (types.FunctionType, types.MethodType)):
         return fn
