@@ -23,8 +23,10 @@ with :math:`S, Y` the pairs as columns, :math:`R` the upper triangle of :math:`S
 operations per iteration; the compact form needs two products of a length-:math:`m` vector with
 the ``[m, n]`` buffers plus :math:`m \times m` algebra. The small matrices
 :math:`S^\top Y, Y^\top Y` and the products :math:`S^\top g, Y^\top g` are kept up to date in
-the state by five matrix-vector products per iteration (the new gradient and the new pair
-against the stored rows). No loop runs over the memory, so the step traces once, compiles
+the state: the stored rows meet the new gradient in two matrix-vector products, and the new
+pair's products follow from those (:math:`S^\top y = S^\top g_{k+1} - S^\top g_k`), so an
+iteration reads the ``[m, n]`` buffers four times in all, the least a method that forms
+:math:`d` explicitly can do. No loop runs over the memory, so the step traces once, compiles
 under XLA and costs a few large kernels instead of many small ones.
 
 The pairs live in fixed ``[m, n]`` ring buffers (a write index ``head`` and a ``count``; no
@@ -80,7 +82,7 @@ class LBFGSState(NamedTuple):
     failed: tf.Tensor
     s: tf.Tensor  # [m, n]
     y: tf.Tensor  # [m, n]
-    sy: tf.Tensor  # [m, m], sy[i, j] = s_i' y_j (slot order)
+    sy: tf.Tensor  # [m, m], sy[i, j] = s_i' y_j (slot order) where pair i is not newer than j
     yy: tf.Tensor  # [m, m], yy[i, j] = y_i' y_j
     sg: tf.Tensor  # [m], s_i' g
     yg: tf.Tensor  # [m], y_i' g
@@ -205,13 +207,18 @@ class LBFGS(Algorithm):
         eps = tf.constant(machine_eps(x.dtype), x.dtype)
         keep = moved & (sy > eps * yy) & tf.math.is_finite(sy)
         slot = state.head
-        # Inner products with the stored rows (read before the slot is overwritten).
+        # The only passes over the buffers besides the direction: the stored rows against the
+        # new gradient (read before the slot is overwritten). The new pair's products with
+        # the stored rows follow from them, since y = g_new - g: S y = S g_new - S g and
+        # Y y = Y g_new - Y g (the relative rounding is eps |g| / |y|, and a Wolfe step keeps
+        # |y| >= (1 - c2) |g'd| / |d|). The compact form reads S'Y only on and above the
+        # diagonal in chronological order, so the new row s_new' y_i (i older) is not needed.
         s_g, y_g = tf.linalg.matvec(state.s, g_new), tf.linalg.matvec(state.y, g_new)
-        s_y, y_s = tf.linalg.matvec(state.s, y), tf.linalg.matvec(state.y, s)
-        y_y = tf.linalg.matvec(state.y, y)
+        s_y, y_y = s_g - state.sg, y_g - state.yg
         # The slot's row and column are replaced only for a kept pair (hit is all False else).
         hit = tf.one_hot(slot, self.memory, on_value=True, off_value=False) & keep
-        sy_row = tf.where(hit, sy, y_s)  # s_new' y_i
+        zero = tf.zeros_like(s_y)
+        sy_row = tf.where(hit, sy, zero)  # s_new' y_i: only the diagonal is read
         sy_col = tf.where(hit, sy, s_y)  # s_i' y_new
         yy_row = tf.where(hit, yy, y_y)
         sy_mat = _replace_row_and_column(state.sy, hit, sy_row, sy_col)

@@ -211,8 +211,13 @@ def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
     a = outer.jacobian(g, x).numpy()
     s, y = state.s.numpy(), state.y.numpy()
     np.testing.assert_allclose(y, s @ a.T, rtol=1e-8, atol=1e-12)
-    # The inner products kept up to date step by step equal the ones computed afresh.
-    np.testing.assert_allclose(state.sy.numpy(), s @ y.T, rtol=1e-9, atol=1e-12)
+    # The inner products kept up to date step by step equal the ones computed afresh (of S'Y,
+    # the part the compact form reads: on and above the diagonal in chronological order).
+    order = [(head - count + i) % 4 for i in range(count)]
+    upper = np.triu(np.ones((count, count), bool))
+    sy_chrono = state.sy.numpy()[np.ix_(order, order)]
+    np.testing.assert_allclose(sy_chrono[upper], (s[order] @ y[order].T)[upper], rtol=1e-9,
+                               atol=1e-12)
     np.testing.assert_allclose(state.yy.numpy(), y @ y.T, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.sg.numpy(), s @ state.g.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.yg.numpy(), y @ state.g.numpy(), rtol=1e-9, atol=1e-12)
