@@ -27,7 +27,7 @@ GTOL = 1e-6
 # compared with.
 FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
 # Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
-PINNED_NFEV = {"lbfgs": 44, "cg": 55, "bfgs": 45}
+PINNED_NFEV = {"lbfgs": 44, "cg": 55, "bfgs": 40}
 
 
 def _minimize(problem, algo, **options):
@@ -65,13 +65,6 @@ CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
 # whole suite, where the medians favour flatvec). Strict: a fix shows up as XPASS.
 KNOWN_LOSSES = {
     ("cg", "beale"): "51 vs 46 with c2=0.1 (c2=0.4 needs 35, but loses elsewhere)",
-    ("bfgs", "rosenbrock"): "45 vs 40",
-    ("bfgs", "powell_singular"): "59 vs 46",
-    ("bfgs", "quadratic_50"): (
-        "198 vs 65: eigenvalues in [1, 1000] make SciPy's unscaled H0 = I exactly the inverse "
-        "of the smallest curvature; with N&W eq. 6.20 BFGS is scale-invariant and needs ~4n "
-        "iterations at condition 1e3 (SciPy needs 5n when the eigenvalues are in [1e-3, 1])"
-    ),
 }
 
 
@@ -92,8 +85,11 @@ def test_against_scipy_on_acceptance_problems(algo, name, runs):
     if FTOL[algo] == 0.0:  # run to the gradient test, as SciPy's CG and BFGS
         assert np.max(np.abs(res.jac)) <= GTOL
     if problem.xmin is not None and solved(problem, res.fun):
+        # Within 1e-3 (relative), or no farther than SciPy's point (Powell's singular function:
+        # the Hessian is singular at the minimizer, |x - x*| ~ f^(1/4) ~ 2e-3 at f = 3e-11).
         scale = max(1.0, np.abs(problem.xmin).max())
-        np.testing.assert_allclose(res.x, problem.xmin, atol=1e-3 * scale)
+        atol = max(1e-3 * scale, 1.01 * np.abs(np.asarray(ref.x) - problem.xmin).max())
+        np.testing.assert_allclose(res.x, problem.xmin, atol=atol)
     assert res.nfev <= ref.nfev, f"{algo}: {res.nfev} evaluations, SciPy {ref.nfev}"
 
 
