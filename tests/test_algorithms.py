@@ -27,7 +27,7 @@ GTOL = 1e-6
 # compared with.
 FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
 # Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
-PINNED_NFEV = {"lbfgs": 44, "cg": 55, "bfgs": 40}
+PINNED_NFEV = {"lbfgs": 44, "cg": 66, "bfgs": 40}
 
 
 def _minimize(problem, algo, **options):
@@ -64,7 +64,11 @@ CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
 # Where flatvec needs more evaluations than SciPy (measured; see tests/compare_suite.py for the
 # whole suite, where the medians favour flatvec). Strict: a fix shows up as XPASS.
 KNOWN_LOSSES = {
-    ("cg", "beale"): "51 vs 46 with c2=0.1 (c2=0.4 needs 35, but loses elsewhere)",
+    ("cg", "powell_singular"): (
+        "163 vs 154: SciPy's CG falls back to a fresh N&W zoom (line_search_wolfe2) when the "
+        "sufficient-descent condition fails at a Wolfe point; the Moré–Thuente search here goes "
+        "on narrowing its interval instead, and the trajectories part"
+    ),
 }
 
 
