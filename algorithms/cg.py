@@ -42,6 +42,7 @@ methods", Pacific J. Optim. 2(1), 2006.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
@@ -115,6 +116,17 @@ BETA_RULES: dict[str, BetaRule] = {
 }
 
 
+def _takes_extra_condition(line_search: LineSearch) -> bool:
+    """Whether ``line_search.search`` (and its ``search_with_fallback``) take
+    ``extra_condition``."""
+    methods = [getattr(line_search, name, None) for name in ("search", "search_with_fallback")]
+    try:
+        return all(m is None or "extra_condition" in inspect.signature(m).parameters
+                   for m in methods) and methods[0] is not None
+    except (TypeError, ValueError):
+        return False
+
+
 class CGState(NamedTuple):
     """CG state: the iterate, the next direction and the previous value (for the first trial)."""
 
@@ -146,7 +158,8 @@ class ConjugateGradient(Algorithm):
         Cap on the first trial step (None: no cap).
     descent_check : float or None
         :math:`\sigma` of the sufficient-descent condition on the next direction that an
-        accepted step must also meet (None: off; needs a search with ``extra_condition``).
+        accepted step must also meet (None: off; ignored for a search whose ``search`` takes
+        no ``extra_condition``).
     stop_on_stall : bool
         Fail a step without searching once the last one changed ``f`` by at most 4 ulps.
     line_search_options : dict, optional
@@ -196,6 +209,8 @@ class ConjugateGradient(Algorithm):
             defaults={"more_thuente": {"xtol": 1e-14}}, **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
         self.max_first_step = None if max_first_step is None else float(max_first_step)
+        if not _takes_extra_condition(self.line_search):
+            descent_check = None  # e.g. StrongWolfe: no extra acceptance condition
         self.descent_check = None if descent_check is None else float(descent_check)
         self.stop_on_stall = bool(stop_on_stall)
 

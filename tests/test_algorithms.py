@@ -62,7 +62,7 @@ def runs():
 CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
          if not (a == "bfgs" and n == "extended_rosenbrock_1000")]
 # Where flatvec needs more evaluations than SciPy (measured; see tests/compare_suite.py for the
-# whole suite, where the medians favour flatvec). Strict: a fix shows up as XPASS.
+# whole suite). Strict: a fix shows up as XPASS.
 KNOWN_LOSSES = {
     ("cg", "powell_singular"): (
         "163 vs 154: SciPy's CG falls back to a fresh N&W zoom (line_search_wolfe2) when the "
@@ -95,6 +95,17 @@ def test_against_scipy_on_acceptance_problems(algo, name, runs):
         atol = max(1e-3 * scale, 1.01 * np.abs(np.asarray(ref.x) - problem.xmin).max())
         np.testing.assert_allclose(res.x, problem.xmin, atol=atol)
     assert res.nfev <= ref.nfev, f"{algo}: {res.nfev} evaluations, SciPy {ref.nfev}"
+
+
+@pytest.mark.parametrize("algo, options", [
+    ("lbfgs", {"line_search": "strong_wolfe"}),
+    ("cg", {"line_search": "strong_wolfe", "c2": 0.1, "max_first_step": None}),
+    ("bfgs", {"line_search": "strong_wolfe", "scale_h0": True, "first_trial": "unit"}),
+])
+def test_the_strong_wolfe_search_remains_selectable(algo, options):
+    res = _minimize(PROBLEMS["rosenbrock"], algo, **options)
+    assert res.success and solved(PROBLEMS["rosenbrock"], res.fun)
+    assert res.nfev <= 100
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
