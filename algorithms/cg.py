@@ -1,4 +1,4 @@
-r"""Nonlinear conjugate gradients with a strong Wolfe line search.
+r"""Nonlinear conjugate gradients with a Moré–Thuente line search.
 
 Directions :math:`d_0 = -g_0`, :math:`d_{k+1} = -g_{k+1} + \beta_{k+1} d_k`, with
 :math:`y_k = g_{k+1} - g_k` and one of the :math:`\beta` rules below (Nocedal & Wright,
@@ -21,11 +21,16 @@ with that signature as ``beta`` to try a new one.
   (:math:`g^\top d \ge 0`); PR+ and HZ also restart by themselves when :math:`\beta` is clipped.
   If the line search finds no decrease along a conjugate direction, the step is retried along
   :math:`-g` in the same iteration.
-- Line search: strong Wolfe with :math:`c_1 = 10^{-4}`, :math:`c_2 = 0.1`: nearly exact steps,
-  which CG's conjugacy relies on (below 1/2, as FR and PR+ theory ask; on the classic test
-  suite 0.1 needs fewer evaluations than SciPy's 0.4). First trial (N&W eq. 3.60):
-  :math:`\alpha_0 = 2.02\,(f_k - f_{k-1}) / \phi'(0)`, which assumes the same decrease as the
-  last step; at the start :math:`f_{-1}` is taken so that the first step has length 1.
+- Line search: Moré–Thuente (:class:`~flatvec.algorithms.more_thuente.MoreThuente`, as SciPy's
+  CG) with :math:`c_1 = 10^{-4}`, :math:`c_2 = 0.4`, and one more condition for accepting a
+  step (SciPy's): the next direction must be a sufficient descent one,
+  :math:`d_{k+1}^\top g_{k+1} \le -0.01\,\|g_{k+1}\|^2`; while it does not hold the search
+  goes on narrowing its interval (towards the line minimizer, where it holds). First trial
+  (N&W eq. 3.60, capped at 1 as SciPy's): :math:`\alpha_0 = \min(1, 2.02\,(f_k - f_{k-1}) /
+  \phi'(0))`, with :math:`f_{-1} = f_0 + \|g_0\|_2 / 2`.
+- Stall: once a step changes :math:`f` by at most 4 ulps (:math:`f_{k-1} - f_k \le
+  4\epsilon|f_k|`), ``f`` no longer resolves a decrease: the next step fails without evaluating
+  (SciPy stops there too, its first trial being 0).
 
 References
 ----------
@@ -37,6 +42,7 @@ methods", Pacific J. Optim. 2(1), 2006.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
@@ -44,8 +50,16 @@ import tensorflow as tf
 
 from flatvec.algorithm import Algorithm, Oracle
 
-from .line_search import dot, search_with_restart
-from .strong_wolfe import StrongWolfe
+from .line_search import (
+    LineSearch,
+    LineSearchResult,
+    Restarted,
+    dot,
+    machine_eps,
+    search_with_restart,
+)
+from .more_thuente import ExtraCondition
+from .searches import make_line_search
 
 __all__ = ["BETA_RULES", "CGState", "ConjugateGradient"]
 
@@ -102,6 +116,17 @@ BETA_RULES: dict[str, BetaRule] = {
 }
 
 
+def _takes_extra_condition(line_search: LineSearch) -> bool:
+    """Whether ``line_search.search`` (and its ``search_with_fallback``) take
+    ``extra_condition``."""
+    methods = [getattr(line_search, name, None) for name in ("search", "search_with_fallback")]
+    try:
+        return all(m is None or "extra_condition" in inspect.signature(m).parameters
+                   for m in methods) and methods[0] is not None
+    except (TypeError, ValueError):
+        return False
+
+
 class CGState(NamedTuple):
     """CG state: the iterate, the next direction and the previous value (for the first trial)."""
 
@@ -115,7 +140,7 @@ class CGState(NamedTuple):
 
 
 class ConjugateGradient(Algorithm):
-    r"""Nonlinear conjugate gradients (N&W Algorithm 5.4) with a strong Wolfe line search.
+    r"""Nonlinear conjugate gradients (N&W Algorithm 5.4) with a Moré–Thuente line search.
 
     Parameters
     ----------
@@ -123,9 +148,22 @@ class ConjugateGradient(Algorithm):
         ``"pr+"`` (default), ``"pr"``, ``"fr"``, ``"hs"``, ``"dy"``, ``"hz"``, or a function
         ``beta(g_new, g, d, y) -> scalar``.
     c1, c2 : float
-        Strong Wolfe constants; ``c2`` below 1/2 for the theory of FR and PR+.
+        Wolfe constants; ``c2`` below 1/2 for the theory of FR and PR+.
     max_evals : int
         Most function evaluations per line search.
+    line_search : str or LineSearch
+        ``"more_thuente"`` (default; ``xtol=1e-14`` as SciPy's), ``"strong_wolfe"``, or an
+        instance (see :func:`~flatvec.algorithms.searches.make_line_search`).
+    max_first_step : float or None
+        Cap on the first trial step (None: no cap).
+    descent_check : float or None
+        :math:`\sigma` of the sufficient-descent condition on the next direction that an
+        accepted step must also meet (None: off; ignored for a search whose ``search`` takes
+        no ``extra_condition``).
+    stop_on_stall : bool
+        Fail a step without searching once the last one changed ``f`` by at most 4 ulps.
+    line_search_options : dict, optional
+        More keyword arguments for a line search given by name.
 
     Examples
     --------
@@ -147,8 +185,13 @@ class ConjugateGradient(Algorithm):
         *,
         beta: str | BetaRule = "pr+",
         c1: float = 1e-4,
-        c2: float = 0.1,
+        c2: float = 0.4,
         max_evals: int = 25,
+        line_search: str | LineSearch = "more_thuente",
+        max_first_step: float | None = 1.0,
+        descent_check: float | None = 0.01,
+        stop_on_stall: bool = True,
+        line_search_options: dict | None = None,
     ) -> None:
         if isinstance(beta, str):
             if beta.lower() not in BETA_RULES:
@@ -161,22 +204,45 @@ class ConjugateGradient(Algorithm):
         else:
             raise TypeError(f"beta: expected a rule name or a callable, got {type(beta).__name__}")
         self.beta = beta
-        self.line_search = StrongWolfe(c1=c1, c2=c2, max_evals=max_evals)
+        self.line_search = make_line_search(
+            line_search, c1=c1, c2=c2, max_evals=max_evals,
+            defaults={"more_thuente": {"xtol": 1e-14}}, **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
+        self.max_first_step = None if max_first_step is None else float(max_first_step)
+        if not _takes_extra_condition(self.line_search):
+            descent_check = None  # e.g. StrongWolfe: no extra acceptance condition
+        self.descent_check = None if descent_check is None else float(descent_check)
+        self.stop_on_stall = bool(stop_on_stall)
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> CGState:
-        # f_prev chosen so that eq. 3.60 gives a first step of length 1 along -g.
+        # SciPy's f_prev: eq. 3.60 then gives a first step of length 1.01 along -g (before the
+        # cap).
         return CGState(x, f, g, tf.zeros([], x.dtype), tf.constant(False), -g,
-                       f + 0.5 * tf.norm(g) / 1.01)
+                       f + 0.5 * tf.norm(g))
 
     def step(self, state: CGState, oracle: Oracle) -> CGState:
         x, f, g, d = state.x, state.f, state.g, state.d
         fallback = -g
-        found = search_with_restart(
-            self.line_search, oracle, x, f, g, d, self._first_trial(state, d),
-            fallback_d=fallback, fallback_step0=self._first_trial(state, fallback),
-            can_restart=tf.reduce_any(d != fallback),
-        )
+
+        def search() -> Restarted:
+            return search_with_restart(
+                self.line_search, oracle, x, f, g, d, self._first_trial(state, d),
+                fallback_d=fallback, fallback_step0=self._first_trial(state, fallback),
+                can_restart=tf.reduce_any(d != fallback),
+                extra_condition=self._descent_condition(g),
+            )
+
+        def stall() -> Restarted:
+            none = tf.zeros([], tf.int32)
+            return Restarted(LineSearchResult(tf.zeros_like(f), x, f, g, none, tf.constant(False)),
+                             tf.constant(False), none)
+
+        if self.stop_on_stall:
+            # The last step changed f by a few ulps at most: f no longer resolves a decrease.
+            tiny = 4.0 * machine_eps(x.dtype) * tf.abs(f)
+            found = tf.cond(state.f_prev - f <= tiny, stall, search)
+        else:
+            found = search()
         ls = found.result
         moved = ls.step > 0
         d_used = tf.where(found.restarted, fallback, d)
@@ -185,10 +251,27 @@ class ConjugateGradient(Algorithm):
         return CGState(ls.x, ls.f, ls.g, ls.step, ~moved, d_next,
                        tf.where(moved, f, state.f_prev))
 
-    @staticmethod
-    def _first_trial(state: CGState, d: tf.Tensor) -> tf.Tensor:
-        """N&W eq. 3.60: the step that repeats the last decrease on a quadratic model."""
+    def _descent_condition(self, g: tf.Tensor) -> ExtraCondition | None:
+        r"""None, or ``cond(d, g_new)``: the next direction
+        :math:`-g_{new} + \beta d` is a sufficient descent one,
+        :math:`d_{next}^\top g_{new} \le -\sigma \|g_{new}\|^2`."""
+        if self.descent_check is None:
+            return None
+        sigma = self.descent_check
+
+        def cond(d: tf.Tensor, g_new: tf.Tensor) -> tf.Tensor:
+            d_next = -g_new + self._beta_rule(g_new, g, d, g_new - g) * d
+            return dot(d_next, g_new) <= -sigma * dot(g_new, g_new)
+
+        return cond
+
+    def _first_trial(self, state: CGState, d: tf.Tensor) -> tf.Tensor:
+        """N&W eq. 3.60: the step that repeats the last decrease on a quadratic model, at most
+        ``max_first_step``."""
         slope = dot(state.g, d)
         a0 = 2.02 * (state.f - state.f_prev) / slope
         one = tf.ones([], state.x.dtype)
-        return tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one)
+        a0 = tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one)
+        if self.max_first_step is not None:
+            a0 = tf.minimum(a0, tf.constant(self.max_first_step, a0.dtype))
+        return a0

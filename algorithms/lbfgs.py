@@ -1,4 +1,4 @@
-r"""Limited-memory BFGS (L-BFGS) with a strong Wolfe line search.
+r"""Limited-memory BFGS (L-BFGS) with a Moré–Thuente line search.
 
 The direction is :math:`d_k = -H_k g_k`, where :math:`H_k` is the BFGS inverse-Hessian
 approximation built from the last :math:`m` curvature pairs :math:`s_i = x_{i+1} - x_i`,
@@ -33,8 +33,10 @@ The pairs live in fixed ``[m, n]`` ring buffers (a write index ``head`` and a ``
 shifting): a new pair overwrites one row with ``tf.tensor_scatter_nd_update``, and only the
 small matrices are put in chronological order (by a gather).
 
-- The step length comes from a strong Wolfe search (:math:`c_1 = 10^{-4}`, :math:`c_2 = 0.9`)
-  that tries :math:`\alpha = 1` first. With an empty memory the direction is
+- The step length comes from a Moré–Thuente search
+  (:class:`~flatvec.algorithms.more_thuente.MoreThuente`, :math:`c_1 = 10^{-4}`,
+  :math:`c_2 = 0.9`, ``xtol=0.1``, as L-BFGS-B's ``dcsrch``) that tries :math:`\alpha = 1`
+  first. With an empty memory the direction is
   :math:`-\gamma g` with :math:`\gamma = 1/\|g_0\|_2` at the start, so the first trial step
   has length 1 (as L-BFGS-B's first step :math:`1/\|d\|`), and the last :math:`\gamma`
   after a reset.
@@ -59,12 +61,13 @@ import tensorflow as tf
 from flatvec.algorithm import Algorithm, Oracle
 
 from .line_search import (
+    LineSearch,
     dot,
     machine_eps,
     search_with_restart,
     unit_step_scale,
 )
-from .strong_wolfe import StrongWolfe
+from .searches import make_line_search
 
 __all__ = ["LBFGS", "LBFGSState", "inverse_hessian_product"]
 
@@ -141,16 +144,21 @@ def _replace_row_and_column(
 
 
 class LBFGS(Algorithm):
-    r"""Limited-memory BFGS (N&W Algorithms 7.4 and 7.5) with a strong Wolfe line search.
+    r"""Limited-memory BFGS (N&W Algorithms 7.4 and 7.5) with a Moré–Thuente line search.
 
     Parameters
     ----------
     memory : int
         Number :math:`m` of curvature pairs kept.
     c1, c2 : float
-        Strong Wolfe constants of the line search.
+        Wolfe constants of the line search.
     max_evals : int
         Most function evaluations per line search.
+    line_search : str or LineSearch
+        ``"more_thuente"`` (default), ``"strong_wolfe"`` (N&W Algorithms 3.5/3.6), or an
+        instance (see :func:`~flatvec.algorithms.searches.make_line_search`).
+    line_search_options : dict, optional
+        More keyword arguments for a line search given by name.
 
     Examples
     --------
@@ -164,12 +172,14 @@ class LBFGS(Algorithm):
     """
 
     def __init__(
-        self, *, memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25
+        self, *, memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25,
+        line_search: str | LineSearch = "more_thuente", line_search_options: dict | None = None,
     ) -> None:
         if int(memory) != memory or memory < 1:
             raise ValueError(f"memory: expected a positive integer, got {memory!r}")
         self.memory = int(memory)
-        self.line_search = StrongWolfe(c1=c1, c2=c2, max_evals=max_evals)
+        self.line_search = make_line_search(line_search, c1=c1, c2=c2, max_evals=max_evals,
+                                            **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> LBFGSState:

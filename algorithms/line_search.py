@@ -3,9 +3,10 @@ r"""Pieces shared by the line searches: the result type, the restart helper, int
 A line search looks along a direction :math:`d` from :math:`x` for a step :math:`\alpha > 0`
 and works on :math:`\phi(\alpha) = f(x + \alpha d)`, :math:`\phi'(\alpha) = \nabla f(x +
 \alpha d)^\top d`. The searches themselves live in :mod:`flatvec.algorithms.strong_wolfe`
-(:class:`~flatvec.algorithms.strong_wolfe.StrongWolfe`) and
-:mod:`flatvec.algorithms.backtracking` (:class:`~flatvec.algorithms.backtracking.Backtracking`);
-both return a :class:`LineSearchResult`.
+(:class:`~flatvec.algorithms.strong_wolfe.StrongWolfe`),
+:mod:`flatvec.algorithms.more_thuente` (:class:`~flatvec.algorithms.more_thuente.MoreThuente`)
+and :mod:`flatvec.algorithms.backtracking`
+(:class:`~flatvec.algorithms.backtracking.Backtracking`); all return a :class:`LineSearchResult`.
 
 Everything here is traceable: it runs inside one ``tf.function`` and under XLA.
 """
@@ -155,6 +156,7 @@ def search_with_restart(
     fallback_d: tf.Tensor,
     fallback_step0: tf.Tensor,
     can_restart: tf.Tensor,
+    extra_condition: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
 ) -> Restarted:
     """Search along ``d``; if no decrease is found and ``can_restart``, search again along
     ``fallback_d`` (a scaled steepest-descent direction) in the same call.
@@ -164,20 +166,22 @@ def search_with_restart(
     A direction that is not a descent direction is not searched at all. A line search with a
     ``search_with_fallback`` method (:class:`StrongWolfe`) restarts inside its own loop, so
     the oracle is traced once; any other is run a second time in a ``tf.cond``.
+    ``extra_condition(d, g_new)``, if given, is passed on to the search (which must accept it).
     """
+    extra = {} if extra_condition is None else {"extra_condition": extra_condition}
     descent = dot(g, d) < 0
     d = tf.cond(descent, lambda: d, lambda: fallback_d)
     step0 = tf.where(descent, step0, fallback_step0)
     can_restart = can_restart & descent
     if hasattr(line_search, "search_with_fallback"):  # restarts inside its own loop
         result, retried = line_search.search_with_fallback(
-            oracle, x, f, g, d, step0, fallback_d, fallback_step0, can_restart)
+            oracle, x, f, g, d, step0, fallback_d, fallback_step0, can_restart, **extra)
         return Restarted(result, retried | ~descent, result.nfev)
-    first = line_search.search(oracle, x, f, g, d, step0)
+    first = line_search.search(oracle, x, f, g, d, step0, **extra)
     retry = (first.step <= 0) & can_restart
 
     def again() -> LineSearchResult:
-        return line_search.search(oracle, x, f, g, fallback_d, fallback_step0)
+        return line_search.search(oracle, x, f, g, fallback_d, fallback_step0, **extra)
 
     second = tf.cond(retry, again, lambda: first)
     return Restarted(second, retry | ~descent, first.nfev + tf.where(retry, second.nfev, 0))

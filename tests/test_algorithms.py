@@ -27,7 +27,7 @@ GTOL = 1e-6
 # compared with.
 FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
 # Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
-PINNED_NFEV = {"lbfgs": 45, "cg": 55, "bfgs": 45}
+PINNED_NFEV = {"lbfgs": 44, "cg": 66, "bfgs": 40}
 
 
 def _minimize(problem, algo, **options):
@@ -62,16 +62,12 @@ def runs():
 CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
          if not (a == "bfgs" and n == "extended_rosenbrock_1000")]
 # Where flatvec needs more evaluations than SciPy (measured; see tests/compare_suite.py for the
-# whole suite, where the medians favour flatvec). Strict: a fix shows up as XPASS.
+# whole suite). Strict: a fix shows up as XPASS.
 KNOWN_LOSSES = {
-    ("lbfgs", "rosenbrock"): "45 vs 44: trajectories part at one 3-evaluation line search",
-    ("cg", "beale"): "51 vs 46 with c2=0.1 (c2=0.4 needs 35, but loses elsewhere)",
-    ("bfgs", "rosenbrock"): "45 vs 40",
-    ("bfgs", "powell_singular"): "59 vs 46",
-    ("bfgs", "quadratic_50"): (
-        "198 vs 65: eigenvalues in [1, 1000] make SciPy's unscaled H0 = I exactly the inverse "
-        "of the smallest curvature; with N&W eq. 6.20 BFGS is scale-invariant and needs ~4n "
-        "iterations at condition 1e3 (SciPy needs 5n when the eigenvalues are in [1e-3, 1])"
+    ("cg", "powell_singular"): (
+        "163 vs 154: SciPy's CG falls back to a fresh N&W zoom (line_search_wolfe2) when the "
+        "sufficient-descent condition fails at a Wolfe point; the Moré–Thuente search here goes "
+        "on narrowing its interval instead, and the trajectories part"
     ),
 }
 
@@ -93,9 +89,23 @@ def test_against_scipy_on_acceptance_problems(algo, name, runs):
     if FTOL[algo] == 0.0:  # run to the gradient test, as SciPy's CG and BFGS
         assert np.max(np.abs(res.jac)) <= GTOL
     if problem.xmin is not None and solved(problem, res.fun):
+        # Within 1e-3 (relative), or no farther than SciPy's point (Powell's singular function:
+        # the Hessian is singular at the minimizer, |x - x*| ~ f^(1/4) ~ 2e-3 at f = 3e-11).
         scale = max(1.0, np.abs(problem.xmin).max())
-        np.testing.assert_allclose(res.x, problem.xmin, atol=1e-3 * scale)
+        atol = max(1e-3 * scale, 1.01 * np.abs(np.asarray(ref.x) - problem.xmin).max())
+        np.testing.assert_allclose(res.x, problem.xmin, atol=atol)
     assert res.nfev <= ref.nfev, f"{algo}: {res.nfev} evaluations, SciPy {ref.nfev}"
+
+
+@pytest.mark.parametrize("algo, options", [
+    ("lbfgs", {"line_search": "strong_wolfe"}),
+    ("cg", {"line_search": "strong_wolfe", "c2": 0.1, "max_first_step": None}),
+    ("bfgs", {"line_search": "strong_wolfe", "scale_h0": True, "first_trial": "unit"}),
+])
+def test_the_strong_wolfe_search_remains_selectable(algo, options):
+    res = _minimize(PROBLEMS["rosenbrock"], algo, **options)
+    assert res.success and solved(PROBLEMS["rosenbrock"], res.fun)
+    assert res.nfev <= 100
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
