@@ -13,7 +13,7 @@ from flatvec.algorithms.bfgs import bfgs_update
 from flatvec.algorithms.cg import BETA_RULES
 from flatvec.algorithms.gd import GradientDescent, MomentumSlots
 from flatvec.algorithms.lbfgs import LBFGS, inverse_hessian_product
-from problems import ACCEPTANCE, PROBLEMS, solved
+from problems import ACCEPTANCE, PROBLEMS, SUITE, solved
 
 import flatvec
 from flatvec import Status
@@ -27,7 +27,7 @@ GTOL = 1e-6
 # compared with.
 FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
 # Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
-PINNED_NFEV = {"lbfgs": 44, "cg": 66, "bfgs": 40}
+PINNED_NFEV = {"lbfgs": 44, "cg": 55, "bfgs": 40}
 
 
 def _minimize(problem, algo, **options):
@@ -64,10 +64,10 @@ CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
 # Where flatvec needs more evaluations than SciPy (measured; see tests/compare_suite.py for the
 # whole suite). Strict: a fix shows up as XPASS.
 KNOWN_LOSSES = {
-    ("cg", "powell_singular"): (
-        "163 vs 154: SciPy's CG falls back to a fresh N&W zoom (line_search_wolfe2) when the "
-        "sufficient-descent condition fails at a Wolfe point; the Moré–Thuente search here goes "
-        "on narrowing its interval instead, and the trajectories part"
+    ("cg", "beale"): (
+        "51 vs 46 with the default c2=0.1; SciPy's choices (line_search='more_thuente', "
+        "c2=0.4, ...) need 40 here but 66 on extended Rosenbrock n=1000 (SciPy 64), and over "
+        "the suite their median ratio is 1.00 against the default's 0.89"
     ),
 }
 
@@ -99,10 +99,11 @@ def test_against_scipy_on_acceptance_problems(algo, name, runs):
 
 @pytest.mark.parametrize("algo, options", [
     ("lbfgs", {"line_search": "strong_wolfe"}),
-    ("cg", {"line_search": "strong_wolfe", "c2": 0.1, "max_first_step": None}),
+    ("cg", {"line_search": "more_thuente", "c2": 0.4, "max_first_step": 1.0,
+            "descent_check": 0.01, "stop_on_stall": True}),
     ("bfgs", {"line_search": "strong_wolfe", "scale_h0": True, "first_trial": "unit"}),
 ])
-def test_the_strong_wolfe_search_remains_selectable(algo, options):
+def test_the_other_line_search_choices_remain_selectable(algo, options):
     res = _minimize(PROBLEMS["rosenbrock"], algo, **options)
     assert res.success and solved(PROBLEMS["rosenbrock"], res.fun)
     assert res.nfev <= 100
@@ -114,15 +115,25 @@ def test_pinned_evaluation_counts(algo, runs):
     assert runs("rosenbrock", algo).nfev == PINNED_NFEV[algo]
 
 
+# The robustness suite less the problems where SciPy's methods need over 1000 evaluations (cost
+# only: tests/compare_suite.py runs them all). A handful of problems is not enough: trajectories
+# part in the last bit on another CPU, and four problems once gave CG a median of 1.22 on one
+# machine and below 1 on another, while its median over the suite stayed at 0.89.
+SLOW = ("meyer", "osborne1", "watson_6", "watson_9")
+SAMPLE = tuple(n for n in SUITE if n not in SLOW and n != "extended_rosenbrock_1000")
+
+
 @pytest.mark.parametrize("algo", ALGORITHMS)
-def test_suite_subset_against_scipy(algo, runs):
-    # A few classic problems of the robustness suite (tests/compare_suite.py runs them all).
-    names = ("helical_valley", "box3d", "brown_dennis", "broyden_tridiagonal_10")
-    ours = [runs(n, algo) for n in names]
-    refs = [runs(n, "scipy:" + algo) for n in names]
-    assert all(solved(PROBLEMS[n], r.fun) for n, r in zip(names, ours, strict=True))
-    ratios = [a.nfev / b.nfev for a, b in zip(ours, refs, strict=True)]
-    assert float(np.median(ratios)) <= 1.0, ratios
+def test_robustness_sample_against_scipy(algo, runs):
+    # The external suite's criterion: solve at least as many problems as SciPy's matching
+    # method, with a median nfev ratio of at most 1 over the problems both solve.
+    ours = {n: runs(n, algo) for n in SAMPLE}
+    refs = {n: runs(n, "scipy:" + algo) for n in SAMPLE}
+    solved_ours = {n for n in SAMPLE if solved(PROBLEMS[n], ours[n].fun)}
+    solved_refs = {n for n in SAMPLE if solved(PROBLEMS[n], refs[n].fun)}
+    assert len(solved_ours) >= len(solved_refs), (solved_refs - solved_ours)
+    ratios = {n: ours[n].nfev / refs[n].nfev for n in solved_ours & solved_refs}
+    assert float(np.median(list(ratios.values()))) <= 1.0, ratios
 
 
 # ---------------------------------------------------------------------- components

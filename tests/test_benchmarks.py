@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,5 +175,9 @@ def test_target_floor_for_a_zero_minimum() -> None:
 def test_rss_sampler_sees_a_large_allocation() -> None:
     with RssSampler() as mem:
         block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        # Held for 40 sampling intervals: an allocation freed within one interval may fall
+        # between two samples (the sampler reports a lower bound), and on a loaded machine the
+        # sampling thread can wait a few intervals for a core.
+        time.sleep(40 * mem.interval)
         del block
     assert mem.peak_mib >= 48
