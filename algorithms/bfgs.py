@@ -41,6 +41,7 @@ from .line_search import (
     LineSearch,
     dot,
     machine_eps,
+    repeat_decrease_step,
     search_with_restart,
     unit_step_scale,
 )
@@ -131,8 +132,7 @@ class BFGS(Algorithm):
         one = tf.ones([], x.dtype)
         d = -tf.linalg.matvec(state.h, g)
         if self.first_trial == "scipy":  # N&W eq. 3.60, at most 1
-            a0 = 2.02 * (f - state.f_prev) / dot(g, d)
-            step0 = tf.minimum(tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one), one)
+            step0 = repeat_decrease_step(f, state.f_prev, dot(g, d), 1.0)
         else:
             step0 = one
         found = search_with_restart(
@@ -144,10 +144,11 @@ class BFGS(Algorithm):
         s, y = ls.x - x, ls.g - g
         sy, yy = dot(s, y), dot(y, y)
         keep = moved & (sy > machine_eps(x.dtype) * yy) & tf.math.is_finite(sy)
-        gamma = tf.where(keep, sy / tf.where(keep, yy, one), state.gamma)
-        fresh = (found.restarted | ~state.updated) if self.scale_h0 else found.restarted
-        if not self.scale_h0:
-            gamma = state.gamma
+        if self.scale_h0:  # eq. 6.20 before the first update
+            gamma = tf.where(keep, sy / tf.where(keep, yy, one), state.gamma)
+            fresh = found.restarted | ~state.updated
+        else:  # H0 = I, also after a reset
+            gamma, fresh = state.gamma, found.restarted
         # Eq. 6.20: the first update (and the first after a reset) starts from gamma * I.
         # Conds, not selects: an n x n select (and the scaled identity) every iteration cost
         # more than the update itself at n ~ 1000; a skipped pair's update is never computed.

@@ -59,6 +59,7 @@ from .line_search import (
     Restarted,
     dot,
     machine_eps,
+    repeat_decrease_step,
     search_with_restart,
 )
 from .more_thuente import ExtraCondition
@@ -161,8 +162,8 @@ class ConjugateGradient(Algorithm):
         Cap on the first trial step (None, the default: no cap).
     descent_check : float or None
         :math:`\sigma` of the sufficient-descent condition on the next direction that an
-        accepted step must also meet (None, the default: off; ignored for a search whose
-        ``search`` takes no ``extra_condition``, such as ``"strong_wolfe"``).
+        accepted step must also meet (None, the default: off). Needs a search whose ``search``
+        takes ``extra_condition`` (``"more_thuente"``; a ``ValueError`` otherwise).
     stop_on_stall : bool
         Fail a step without searching once the last one changed ``f`` by at most 4 ulps.
     line_search_options : dict, optional
@@ -212,8 +213,10 @@ class ConjugateGradient(Algorithm):
             defaults={"more_thuente": {"xtol": 1e-14}}, **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
         self.max_first_step = None if max_first_step is None else float(max_first_step)
-        if not _takes_extra_condition(self.line_search):
-            descent_check = None  # e.g. StrongWolfe: no extra acceptance condition
+        if descent_check is not None and not _takes_extra_condition(self.line_search):
+            raise ValueError(
+                f"descent_check: the line search {self.line_search!r} takes no extra acceptance "
+                "condition; use line_search='more_thuente' or descent_check=None")
         self.descent_check = None if descent_check is None else float(descent_check)
         self.stop_on_stall = bool(stop_on_stall)
 
@@ -268,12 +271,5 @@ class ConjugateGradient(Algorithm):
         return cond
 
     def _first_trial(self, state: CGState, d: tf.Tensor) -> tf.Tensor:
-        """N&W eq. 3.60: the step that repeats the last decrease on a quadratic model, at most
-        ``max_first_step``."""
-        slope = dot(state.g, d)
-        a0 = 2.02 * (state.f - state.f_prev) / slope
-        one = tf.ones([], state.x.dtype)
-        a0 = tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one)
-        if self.max_first_step is not None:
-            a0 = tf.minimum(a0, tf.constant(self.max_first_step, a0.dtype))
-        return a0
+        """N&W eq. 3.60, at most ``max_first_step``."""
+        return repeat_decrease_step(state.f, state.f_prev, dot(state.g, d), self.max_first_step)

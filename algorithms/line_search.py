@@ -23,11 +23,13 @@ __all__ = [
     "LineSearch",
     "LineSearchResult",
     "Restarted",
+    "check_wolfe_options",
     "cubic_minimizer",
     "dot",
     "is_finite",
     "machine_eps",
     "quadratic_minimizer",
+    "repeat_decrease_step",
     "search_with_restart",
     "unit_step_scale",
 ]
@@ -97,6 +99,33 @@ def unit_step_scale(g: tf.Tensor) -> tf.Tensor:
 def machine_eps(dtype: tf.DType) -> float:
     """Machine epsilon of a float dtype."""
     return float(np.finfo(dtype.as_numpy_dtype).eps)
+
+
+def check_wolfe_options(c1: float, c2: float, max_evals: int, xtol: float) -> None:
+    """Raise a ``ValueError`` naming the option unless 0 < ``c1`` < 1/2, ``c1`` < ``c2`` < 1,
+    ``max_evals`` is a positive integer and 0 <= ``xtol`` < 1 (what every Wolfe search checks)."""
+    if not 0.0 < c1 < 0.5:
+        raise ValueError(f"c1: expected a number in (0, 0.5), got {c1!r}")
+    if not c1 < c2 < 1.0:
+        raise ValueError(f"c2: expected a number in (c1={c1}, 1), got {c2!r}")
+    if int(max_evals) != max_evals or max_evals < 1:
+        raise ValueError(f"max_evals: expected a positive integer, got {max_evals!r}")
+    if not 0.0 <= xtol < 1.0:
+        raise ValueError(f"xtol: expected a number in [0, 1), got {xtol!r}")
+
+
+def repeat_decrease_step(
+    f: tf.Tensor, f_prev: tf.Tensor, slope: tf.Tensor, max_step: float | None = None
+) -> tf.Tensor:
+    r"""First trial step that repeats the last decrease on a quadratic model (N&W eq. 3.60):
+    :math:`\alpha_0 = 2.02\,(f_{k-1} - f_k) / |\phi'(0)|`, 1 where that is not a positive
+    finite number, and at most ``max_step`` when given (SciPy's CG and BFGS cap it at 1)."""
+    a0 = 2.02 * (f - f_prev) / slope
+    one = tf.ones_like(a0)
+    a0 = tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one)
+    if max_step is not None:
+        a0 = tf.minimum(a0, tf.constant(max_step, a0.dtype))
+    return a0
 
 
 def cubic_minimizer(

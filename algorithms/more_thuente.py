@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from .line_search import LineSearchResult, dot, is_finite
+from .line_search import LineSearchResult, check_wolfe_options, dot, is_finite
 
 __all__ = ["ExtraCondition", "MoreThuente"]
 
@@ -193,14 +193,7 @@ class MoreThuente:
 
     def __init__(self, *, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25,
                  xtol: float = 0.1, min_step: float = 0.0, max_step: float = 1e10) -> None:
-        if not 0.0 < c1 < 0.5:
-            raise ValueError(f"c1: expected a number in (0, 0.5), got {c1!r}")
-        if not c1 < c2 < 1.0:
-            raise ValueError(f"c2: expected a number in (c1={c1}, 1), got {c2!r}")
-        if int(max_evals) != max_evals or max_evals < 1:
-            raise ValueError(f"max_evals: expected a positive integer, got {max_evals!r}")
-        if not 0.0 <= xtol < 1.0:
-            raise ValueError(f"xtol: expected a number in [0, 1), got {xtol!r}")
+        check_wolfe_options(c1, c2, max_evals, xtol)
         if not 0.0 <= min_step < max_step:
             raise ValueError(f"min_step, max_step: expected 0 <= min_step < max_step, got "
                              f"{min_step!r}, {max_step!r}")

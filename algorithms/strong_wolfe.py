@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from .line_search import (
     LineSearchResult,
+    check_wolfe_options,
     cubic_minimizer,
     dot,
     is_finite,
@@ -126,14 +127,7 @@ class StrongWolfe:
         max_step: float = 1e10,
         noise: float | None = None,
     ) -> None:
-        if not 0.0 < c1 < 0.5:
-            raise ValueError(f"c1: expected a number in (0, 0.5), got {c1!r}")
-        if not c1 < c2 < 1.0:
-            raise ValueError(f"c2: expected a number in (c1={c1}, 1), got {c2!r}")
-        if int(max_evals) != max_evals or max_evals < 1:
-            raise ValueError(f"max_evals: expected a positive integer, got {max_evals!r}")
-        if not 0.0 <= xtol < 1.0:
-            raise ValueError(f"xtol: expected a number in [0, 1), got {xtol!r}")
+        check_wolfe_options(c1, c2, max_evals, xtol)
         if not max_step > 0:
             raise ValueError(f"max_step: expected a positive number, got {max_step!r}")
         if noise is not None and not 0.0 <= noise < 1.0:

@@ -337,6 +337,13 @@ def test_xla_runs_the_same_iterations(algo, runs):
     np.testing.assert_allclose(xla.x, plain.x, atol=1e-5)
 
 
+def test_cg_refuses_a_descent_check_its_line_search_cannot_apply():
+    # Silently dropping the condition would run another method than the one asked for.
+    with pytest.raises(ValueError, match="descent_check"):
+        flatvec.minimize(PROBLEMS["rosenbrock"].fun, tf.constant(PROBLEMS["rosenbrock"].x0),
+                         "cg", line_search="strong_wolfe", descent_check=0.01)
+
+
 # ---------------------------------------------------------------------- gradient descent
 def test_gd_armijo_mode():
     weights, target = tf.constant([1.0, 2.0, 5.0], F64), tf.constant([3.0, -1.0, 0.5], F64)
