@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from flatvec import graph_reuse
 from flatvec.algorithm import Algorithm, get_algorithm
 from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
@@ -184,20 +185,29 @@ def minimize(
             "(in_memory=True) or jit_compile=False"
         )
     rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
-    loop = _compiled_loop(objective, algo, algorithm, algo_options, bool(jit_compile))
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
+    loop = _compiled_loop(objective, algo, algorithm, algo_options, bool(jit_compile), problem.x0)
     return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call)
 
 
-def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile):
+def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
     """The :class:`CompiledLoop`, cached on the objective.
 
     Several ``minimize`` calls on the same :class:`Objective` with the same algorithm (any
     tolerances and limits) then trace once in all, not once per call. An algorithm given by
     name is keyed by its name and options; an instance by identity (kept alive by the cache).
+    A new loop shares the compiled functions of an earlier one whose objective traced to the
+    same graph (:mod:`flatvec.graph_reuse`): a fresh model of the same architecture, on the
+    same kind of data, traces only its objective.
     """
-    def build() -> CompiledLoop:
-        return CompiledLoop(algorithm, objective, jit_compile=jit_compile)
+    def build(shareable: bool) -> CompiledLoop:
+        loop = CompiledLoop(algorithm, objective, jit_compile=jit_compile)
+        if (shareable and objective.strategy is None and not algorithm.needs_hvp
+                and objective.data_bytes <= graph_reuse.MAX_DATA_BYTES):
+            objective_graph = graph_reuse.trace_objective(objective, x0)
+            if objective_graph is not None:
+                loop.share_graphs((key, objective_graph.fingerprint), objective_graph)
+        return loop
 
     if isinstance(algo, str):
         algo_key = ("name", algo.lower(), tuple(sorted(algo_options.items(), key=str)))
@@ -207,10 +217,10 @@ def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile):
     try:
         hash(key)
     except TypeError:  # unhashable option values: build afresh
-        return build()
+        return build(shareable=False)
     cache = objective.__dict__.setdefault("_loop_cache", {})
     if key not in cache:
-        cache[key] = (algorithm, build())
+        cache[key] = (algorithm, build(shareable=True))
     return cache[key][1]
 
 

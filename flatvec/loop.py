@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from flatvec import graph_reuse
 from flatvec.algorithm import Algorithm
 from flatvec.objective import Objective, with_autograph
 from flatvec.status import Status
@@ -110,6 +111,10 @@ class CompiledLoop:
     ``init``) and reused by later runs, so repeated runs trace nothing. The stopping rule and
     the number of iterations per call (:meth:`set_block`) are read from variables too: a later
     run with other tolerances, limits or block size traces nothing either.
+
+    After :meth:`share_graphs`, a loop runs the compiled functions of an earlier loop whose
+    objective traced to the same graph (:mod:`flatvec.graph_reuse`), or offers its own to
+    later ones.
     """
 
     def __init__(
@@ -131,18 +136,43 @@ class CompiledLoop:
         self._step = with_autograph(algorithm.step)
         self._vars: Carry | None = None
         self._advance_concrete: Any = None
+        self._shared_key: Any = None
+        self._objective_captures: tuple[tf.Tensor, ...] = ()
+        self._template: graph_reuse.LoopTemplate | None = None
+        self._x0_spec: tf.TensorSpec | None = None
         jit = jit_compile or None
         self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
         self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
 
     # ------------------------------------------------------------------ host side
+    def share_graphs(self, key: Any, objective_graph: graph_reuse.ObjectiveGraph) -> None:
+        """Run the functions kept under ``key`` if there are any, else keep this loop's once
+        traced. ``key`` must tell apart everything besides the objective's graph that the
+        iteration's graph depends on (algorithm and options, XLA); ``objective_graph`` is this
+        loop's objective traced by :func:`~flatvec.graph_reuse.trace_objective`."""
+        self._shared_key = key
+        self._objective_captures = objective_graph.captures
+        self._template = graph_reuse.find(key)
+
+    def _own_handles(self) -> list[tf.Tensor]:
+        """Handles of the variables the loop's functions read besides the objective's."""
+        counters = [self.objective.nfev, self.objective.njev, self.objective.nhev]
+        own = [self._tolerances, self._limits, self._block]
+        carry = [] if self._vars is None else tf.nest.flatten(self._vars)
+        return [v.handle for v in counters + own + carry]
+
     def start(self, x0: tf.Tensor, rule: StopRule, state: Any = None) -> Report:
         """Evaluate ``x0`` and make it the loop's start, stopping by ``rule``; with ``state``,
         resume from that algorithm state instead (its structure is checked against the
         algorithm's)."""
         self._tolerances.assign([rule.gtol, rule.ftol])
         self._limits.assign([rule.max_iter, rule.max_eval])
-        carry = self._start(x0)
+        x0 = tf.convert_to_tensor(x0)
+        self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
+        if self._template is not None:
+            carry = self._template.start(x0, self._objective_captures, self._own_handles())
+        else:
+            carry = self._start(x0)
         if state is not None:
             try:
                 tf.nest.assert_same_structure(carry.state, state)
@@ -171,9 +201,23 @@ class CompiledLoop:
         """Run up to :meth:`set_block`'s number of iterations from the current carry; fewer
         when a stopping test holds."""
         if self._advance_concrete is None:
-            # Calling the concrete function skips the signature lookup (~0.1 ms a call).
-            self._advance_concrete = self._advance.get_concrete_function()
+            if self._template is not None:
+                self._advance_concrete = self._template.advance_with(
+                    self._objective_captures, self._own_handles())
+            else:
+                # Calling the concrete function skips the signature lookup (~0.1 ms a call).
+                self._advance_concrete = self._advance.get_concrete_function()
+                self._offer_graphs()
         return self._advance_concrete()
+
+    def _offer_graphs(self) -> None:
+        if self._shared_key is None or self._x0_spec is None:
+            return
+        template = graph_reuse.LoopTemplate.build(
+            self._start.get_concrete_function(self._x0_spec), self._advance_concrete,
+            self._objective_captures, self._own_handles(), self.algorithm)
+        if template is not None:
+            graph_reuse.keep(self._shared_key, template)
 
     def carry(self) -> Carry:
         """The current carry as tensors: snapshots, which later calls do not change (an
