@@ -27,7 +27,7 @@ GTOL = 1e-6
 # compared with.
 FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
 # Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
-PINNED_NFEV = {"lbfgs": 44, "cg": 55, "bfgs": 40}
+PINNED_NFEV = {"lbfgs": 44, "cg": 59, "bfgs": 40}
 
 
 def _minimize(problem, algo, **options):
@@ -63,13 +63,7 @@ CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
          if not (a == "bfgs" and n == "extended_rosenbrock_1000")]
 # Where flatvec needs more evaluations than SciPy (measured; see tests/compare_suite.py for the
 # whole suite). Strict: a fix shows up as XPASS.
-KNOWN_LOSSES = {
-    ("cg", "beale"): (
-        "51 vs 46 with the default c2=0.1; SciPy's choices (line_search='more_thuente', "
-        "c2=0.4, ...) need 40 here but 66 on extended Rosenbrock n=1000 (SciPy 64), and over "
-        "the suite their median ratio is 1.00 against the default's 0.89"
-    ),
-}
+KNOWN_LOSSES: dict[tuple[str, str], str] = {}
 
 
 def _case(algo, name):
@@ -118,7 +112,8 @@ def test_pinned_evaluation_counts(algo, runs):
 # The robustness suite less the problems where SciPy's methods need over 1000 evaluations (cost
 # only: tests/compare_suite.py runs them all). A handful of problems is not enough: trajectories
 # part in the last bit on another CPU, and four problems once gave CG a median of 1.22 on one
-# machine and below 1 on another, while its median over the suite stayed at 0.89.
+# machine and below 1 on another, while its median over the suite stayed at 0.89 (c2=0.1;
+# 0.94 with c2=0.3).
 SLOW = ("meyer", "osborne1", "watson_6", "watson_9")
 SAMPLE = tuple(n for n in SUITE if n not in SLOW and n != "extended_rosenbrock_1000")
 
