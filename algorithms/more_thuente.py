@@ -111,11 +111,10 @@ def _dcstep(x: _End, y: _End, p: _End, bracketed: tf.Tensor, stmin: tf.Tensor,
     cub1, _, _ = _cubic_step(x, p)
     quad1 = x.a + x.d / ((x.f - p.f) / (p.a - x.a) + x.d) / 2.0 * (p.a - x.a)
     step1 = tf.where(tf.abs(cub1 - x.a) <= tf.abs(quad1 - x.a), cub1, cub1 + (quad1 - cub1) / 2)
-    # Case 2 (the cubic from p's side).
-    cub2, _, _ = _cubic_step(p, x)
+    # Case 2 (the cubic from p's side; case 3 reads the same cubic's r and gamma).
+    cub2, r3, gamma3 = _cubic_step(p, x)
     step2 = tf.where(tf.abs(cub2 - p.a) > tf.abs(secant - p.a), cub2, secant)
     # Case 3: the cubic step only if the cubic tends to infinity towards the step.
-    _, r3, gamma3 = _cubic_step(p, x)
     bound = tf.where(forward, stmax, stmin)
     cub3 = tf.where((r3 < 0) & (gamma3 != 0), p.a + r3 * (x.a - p.a), bound)
     near = tf.where(tf.abs(cub3 - p.a) < tf.abs(secant - p.a), cub3, secant)
