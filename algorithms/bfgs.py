@@ -1,4 +1,4 @@
-r"""BFGS with a dense inverse-Hessian approximation and a Moré–Thuente line search.
+r"""BFGS with a dense inverse-Hessian approximation and a Wolfe line search.
 
 Nocedal & Wright (2006), Algorithm 6.1: :math:`d_k = -H_k g_k`, a Wolfe step, then with
 :math:`s_k = x_{k+1} - x_k`, :math:`y_k = g_{k+1} - g_k`, :math:`\rho_k = 1/(y_k^\top s_k)`
@@ -10,16 +10,18 @@ the update (eq. 6.17)
 computed as :math:`H - \rho(s u^\top + u s^\top) + (\rho^2 y^\top u + \rho) s s^\top` with
 :math:`u = H y` (one matrix-vector product, two rank-one terms).
 
-Defaults as SciPy's BFGS: :math:`H_0 = I`; the Moré–Thuente search
-(:class:`~flatvec.algorithms.more_thuente.MoreThuente`, :math:`c_1 = 10^{-4}`,
-:math:`c_2 = 0.9`, ``xtol=1e-14``) with the first trial
-:math:`\min(1, 2.02\,(f_k - f_{k-1}) / \phi'(0))` (N&W eq. 3.60 capped at 1;
-:math:`f_{-1} = f_0 + \|g_0\|_2/2`, so the first step along :math:`-g_0` has length
-:math:`\min(\|g_0\|, 1.01)`). On the classic test suite this needs no more evaluations than
-the alternatives tried: :math:`H_0` rescaled by eq. 6.20 before the first update
-(``scale_h0=True``) makes BFGS scale-invariant but needs ~3x the evaluations on an
-ill-conditioned quadratic whose smallest curvature is 1, and unit first trials
-(``first_trial="unit"``) lose on Rosenbrock-type problems.
+Defaults: the scale-invariant method. :math:`H_0 = \|g_0\|^{-1} I` (a first step of length 1)
+is rescaled by N&W eq. 6.20, :math:`H_0 \leftarrow (s^\top y / y^\top y) I`, before the first
+update, so multiplying :math:`f` by a constant changes no iterate; a strong Wolfe search
+(:class:`~flatvec.algorithms.strong_wolfe.StrongWolfe`, :math:`c_1 = 10^{-4}`,
+:math:`c_2 = 0.9`) tries the unit step first. On the classic test suite (robustness sample of
+``tests/test_algorithms.py``) this solves 38 problems against SciPy's 37, with a median
+evaluation ratio of 0.97 and a geometric mean of 0.86 to SciPy's BFGS; extended Rosenbrock
+needs 47 evaluations at n = 100 where SciPy needs 483. SciPy's choices (:math:`H_0 = I`,
+Moré–Thuente with ``xtol=1e-14``, first trial :math:`\min(1, 2.02\,(f_k - f_{k-1}) /
+\phi'(0))`) are options (``scale_h0=False, line_search="more_thuente",
+first_trial="scipy"``) and make SciPy's trials; they win where the problem's curvature is
+near 1 (65 against 198 evaluations on a quadratic with eigenvalues 1 to 1000).
 
 A pair with :math:`s^\top y \le \epsilon\, y^\top y` is skipped (no positive-definite update
 exists). If the search finds no decrease along :math:`-Hg`, :math:`H` is reset to the (scaled)
@@ -35,29 +37,25 @@ from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Algorithm, Oracle
+from flatvec.algorithm import Oracle
 
 from .line_search import (
     LineSearch,
+    Restarted,
     dot,
     machine_eps,
     repeat_decrease_step,
-    search_with_restart,
     unit_step_scale,
 )
+from .line_search_method import Direction, LineSearchMethod, Proposal
 from .searches import make_line_search
 
-__all__ = ["BFGS", "BFGSState", "bfgs_update"]
+__all__ = ["BFGS", "BFGSDirection", "BFGSMemory", "bfgs_update"]
 
 
-class BFGSState(NamedTuple):
-    """BFGS state: the iterate, the inverse-Hessian approximation and its identity scale."""
+class BFGSMemory(NamedTuple):
+    """BFGS memory: the inverse-Hessian approximation and its identity scale."""
 
-    x: tf.Tensor
-    f: tf.Tensor
-    g: tf.Tensor
-    step_size: tf.Tensor
-    failed: tf.Tensor
     h: tf.Tensor  # [n, n]
     gamma: tf.Tensor  # scale of the identity H is (re)started from
     updated: tf.Tensor  # bool: h holds at least one update
@@ -73,7 +71,50 @@ def bfgs_update(h: tf.Tensor, s: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return h - rho * (su + tf.transpose(su)) + (rho * rho * dot(y, u) + rho) * ss
 
 
-class BFGS(Algorithm):
+class BFGSDirection(Direction):
+    """:math:`d = -H g` with the dense BFGS inverse update (see the module docstring)."""
+
+    def __init__(self, *, scale_h0: bool, first_trial: str) -> None:
+        self.scale_h0, self.first_trial = scale_h0, first_trial
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> BFGSMemory:
+        gamma = unit_step_scale(g) if self.scale_h0 else tf.ones([], x.dtype)
+        return BFGSMemory(gamma * _eye_like(x), gamma, tf.constant(False), f + 0.5 * tf.norm(g))
+
+    def propose(self, mem: BFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+                oracle: Oracle) -> Proposal:
+        one = tf.ones([], x.dtype)
+        d = -tf.linalg.matvec(mem.h, g)
+        if self.first_trial == "scipy":  # N&W eq. 3.60, at most 1
+            step0 = repeat_decrease_step(f, mem.f_prev, dot(g, d), 1.0)
+        else:
+            step0 = one
+        return Proposal(d, step0, fallback_d=-mem.gamma * g, fallback_step0=one,
+                        can_restart=mem.updated)
+
+    def update(self, mem: BFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+               found: Restarted, proposal: Proposal) -> BFGSMemory:
+        ls = found.result
+        one = tf.ones([], x.dtype)
+        moved = ls.step > 0
+        s, y = ls.x - x, ls.g - g
+        sy, yy = dot(s, y), dot(y, y)
+        keep = moved & (sy > machine_eps(x.dtype) * yy) & tf.math.is_finite(sy)
+        if self.scale_h0:  # eq. 6.20 before the first update
+            gamma = tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma)
+            fresh = found.restarted | ~mem.updated
+        else:  # H0 = I, also after a reset
+            gamma, fresh = mem.gamma, found.restarted
+        # Eq. 6.20: the first update (and the first after a reset) starts from gamma * I.
+        # Conds, not selects: an n x n select (and the scaled identity) every iteration cost
+        # more than the update itself at n ~ 1000; a skipped pair's update is never computed.
+        h = tf.cond(fresh, lambda: gamma * _eye_like(x), lambda: mem.h)
+        h = tf.cond(keep, lambda: bfgs_update(h, s, y), lambda: h)
+        return BFGSMemory(h, gamma, keep | (mem.updated & ~found.restarted),
+                          tf.where(moved, f, mem.f_prev))
+
+
+class BFGS(LineSearchMethod):
     r"""BFGS (N&W Algorithm 6.1).
 
     Parameters
@@ -83,15 +124,16 @@ class BFGS(Algorithm):
     max_evals : int
         Most function evaluations per line search.
     line_search : str or LineSearch
-        ``"more_thuente"`` (default; ``xtol=1e-14`` as SciPy's), ``"strong_wolfe"``, or an
-        instance (see :func:`~flatvec.algorithms.searches.make_line_search`).
+        ``"strong_wolfe"`` (default), ``"more_thuente"`` (built with ``xtol=1e-14``, as
+        SciPy's), or an instance (see :func:`~flatvec.algorithms.searches.make_line_search`).
     line_search_options : dict, optional
         More keyword arguments for a line search given by name.
     scale_h0 : bool
-        Start :math:`H` from :math:`1/\|g_0\|\, I` (a first step of length 1) and rescale it by
-        N&W eq. 6.20 before the first update; default False (:math:`H_0 = I`).
-    first_trial : {"scipy", "unit"}
-        First trial step: eq. 3.60 capped at 1 (default), or always 1.
+        Default True: start :math:`H` from :math:`1/\|g_0\|\, I` (a first step of length 1)
+        and rescale it by N&W eq. 6.20 before the first update, which makes the method
+        invariant to the scale of :math:`f`. False: SciPy's :math:`H_0 = I`.
+    first_trial : {"unit", "scipy"}
+        First trial step: always 1 (default), or eq. 3.60 capped at 1 (SciPy's).
 
     Examples
     --------
@@ -109,54 +151,18 @@ class BFGS(Algorithm):
     default_ftol: ClassVar[float] = 0.0
 
     def __init__(self, *, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25,
-                 line_search: str | LineSearch = "more_thuente",
-                 line_search_options: dict | None = None, scale_h0: bool = False,
-                 first_trial: str = "scipy") -> None:
+                 line_search: str | LineSearch = "strong_wolfe",
+                 line_search_options: dict | None = None, scale_h0: bool = True,
+                 first_trial: str = "unit") -> None:
         if first_trial not in ("scipy", "unit"):
             raise ValueError(f"first_trial: expected 'scipy' or 'unit', got {first_trial!r}")
-        self.line_search = make_line_search(
+        search = make_line_search(
             line_search, c1=c1, c2=c2, max_evals=max_evals,
             defaults={"more_thuente": {"xtol": 1e-14}}, **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
         self.scale_h0 = bool(scale_h0)
         self.first_trial = first_trial
-
-    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> BFGSState:
-        gamma = unit_step_scale(g) if self.scale_h0 else tf.ones([], x.dtype)
-        f_prev = f + 0.5 * tf.norm(g)
-        return BFGSState(x, f, g, tf.zeros([], x.dtype), tf.constant(False),
-                         gamma * _eye_like(x), gamma, tf.constant(False), f_prev)
-
-    def step(self, state: BFGSState, oracle: Oracle) -> BFGSState:
-        x, f, g = state.x, state.f, state.g
-        one = tf.ones([], x.dtype)
-        d = -tf.linalg.matvec(state.h, g)
-        if self.first_trial == "scipy":  # N&W eq. 3.60, at most 1
-            step0 = repeat_decrease_step(f, state.f_prev, dot(g, d), 1.0)
-        else:
-            step0 = one
-        found = search_with_restart(
-            self.line_search, oracle, x, f, g, d, step0,
-            fallback_d=-state.gamma * g, fallback_step0=one, can_restart=state.updated,
-        )
-        ls = found.result
-        moved = ls.step > 0
-        s, y = ls.x - x, ls.g - g
-        sy, yy = dot(s, y), dot(y, y)
-        keep = moved & (sy > machine_eps(x.dtype) * yy) & tf.math.is_finite(sy)
-        if self.scale_h0:  # eq. 6.20 before the first update
-            gamma = tf.where(keep, sy / tf.where(keep, yy, one), state.gamma)
-            fresh = found.restarted | ~state.updated
-        else:  # H0 = I, also after a reset
-            gamma, fresh = state.gamma, found.restarted
-        # Eq. 6.20: the first update (and the first after a reset) starts from gamma * I.
-        # Conds, not selects: an n x n select (and the scaled identity) every iteration cost
-        # more than the update itself at n ~ 1000; a skipped pair's update is never computed.
-        h = tf.cond(fresh, lambda: gamma * _eye_like(x), lambda: state.h)
-        h = tf.cond(keep, lambda: bfgs_update(h, s, y), lambda: h)
-        return BFGSState(ls.x, ls.f, ls.g, ls.step, ~moved, h, gamma,
-                         keep | (state.updated & ~found.restarted),
-                         tf.where(moved, f, state.f_prev))
+        super().__init__(BFGSDirection(scale_h0=self.scale_h0, first_trial=first_trial), search)
 
 
 def _eye_like(x: tf.Tensor) -> tf.Tensor:

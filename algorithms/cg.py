@@ -52,21 +52,14 @@ from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Algorithm, Oracle
+from flatvec.algorithm import Oracle
 
-from .line_search import (
-    LineSearch,
-    LineSearchResult,
-    Restarted,
-    dot,
-    machine_eps,
-    repeat_decrease_step,
-    search_with_restart,
-)
+from .line_search import LineSearch, Restarted, dot, machine_eps, repeat_decrease_step
+from .line_search_method import Direction, LineSearchMethod, Proposal
 from .more_thuente import ExtraCondition
 from .searches import make_line_search
 
-__all__ = ["BETA_RULES", "CGState", "ConjugateGradient"]
+__all__ = ["BETA_RULES", "CGDirection", "CGMemory", "ConjugateGradient"]
 
 BetaRule = Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -132,19 +125,71 @@ def _takes_extra_condition(line_search: LineSearch) -> bool:
         return False
 
 
-class CGState(NamedTuple):
-    """CG state: the iterate, the next direction and the previous value (for the first trial)."""
+class CGMemory(NamedTuple):
+    """CG memory: the next direction and the previous value (for the first trial)."""
 
-    x: tf.Tensor
-    f: tf.Tensor
-    g: tf.Tensor
-    step_size: tf.Tensor
-    failed: tf.Tensor
     d: tf.Tensor
     f_prev: tf.Tensor
 
 
-class ConjugateGradient(Algorithm):
+class CGDirection(Direction):
+    r""":math:`d_{k+1} = -g_{k+1} + \beta_{k+1} d_k` (see the module docstring)."""
+
+    def __init__(self, beta_rule: BetaRule, *, max_first_step: float | None,
+                 descent_check: float | None, stop_on_stall: bool) -> None:
+        self.beta_rule = beta_rule
+        self.max_first_step = max_first_step
+        self.descent_check = descent_check
+        self.stop_on_stall = stop_on_stall
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> CGMemory:
+        # f_prev chosen so that eq. 3.60 gives a first step of length 1 along -g.
+        return CGMemory(-g, f + 0.5 * tf.norm(g) / 1.01)
+
+    def propose(self, mem: CGMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+                oracle: Oracle) -> Proposal:
+        d, fallback = mem.d, -g
+        search = None
+        if self.stop_on_stall:
+            # The last step changed f by a few ulps at most: f no longer resolves a decrease.
+            tiny = 4.0 * machine_eps(x.dtype) * tf.abs(f)
+            search = ~(mem.f_prev - f <= tiny)
+        return Proposal(
+            d, self._first_trial(mem, f, g, d),
+            fallback_d=fallback, fallback_step0=self._first_trial(mem, f, g, fallback),
+            can_restart=tf.reduce_any(d != fallback), search=search,
+            extra_condition=self._descent_condition(g),
+        )
+
+    def update(self, mem: CGMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+               found: Restarted, proposal: Proposal) -> CGMemory:
+        ls = found.result
+        moved = ls.step > 0
+        d_used = tf.where(found.restarted, proposal.fallback_d, proposal.d)
+        beta = self.beta_rule(ls.g, g, d_used, ls.g - g)
+        d_next = tf.where(moved, -ls.g + beta * d_used, -g)
+        return CGMemory(d_next, tf.where(moved, f, mem.f_prev))
+
+    def _descent_condition(self, g: tf.Tensor) -> ExtraCondition | None:
+        r"""None, or ``cond(d, g_new)``: the next direction
+        :math:`-g_{new} + \beta d` is a sufficient descent one,
+        :math:`d_{next}^\top g_{new} \le -\sigma \|g_{new}\|^2`."""
+        if self.descent_check is None:
+            return None
+        sigma = self.descent_check
+
+        def cond(d: tf.Tensor, g_new: tf.Tensor) -> tf.Tensor:
+            d_next = -g_new + self.beta_rule(g_new, g, d, g_new - g) * d
+            return dot(d_next, g_new) <= -sigma * dot(g_new, g_new)
+
+        return cond
+
+    def _first_trial(self, mem: CGMemory, f: tf.Tensor, g: tf.Tensor, d: tf.Tensor) -> tf.Tensor:
+        """N&W eq. 3.60, at most ``max_first_step``."""
+        return repeat_decrease_step(f, mem.f_prev, dot(g, d), self.max_first_step)
+
+
+class ConjugateGradient(LineSearchMethod):
     r"""Nonlinear conjugate gradients (N&W Algorithm 5.4) with a strong Wolfe line search.
 
     Parameters
@@ -209,68 +254,17 @@ class ConjugateGradient(Algorithm):
         else:
             raise TypeError(f"beta: expected a rule name or a callable, got {type(beta).__name__}")
         self.beta = beta
-        self.line_search = make_line_search(
+        search = make_line_search(
             line_search, c1=c1, c2=c2, max_evals=max_evals,
             defaults={"more_thuente": {"xtol": 1e-14}}, **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
         self.max_first_step = None if max_first_step is None else float(max_first_step)
-        if descent_check is not None and not _takes_extra_condition(self.line_search):
+        if descent_check is not None and not _takes_extra_condition(search):
             raise ValueError(
-                f"descent_check: the line search {self.line_search!r} takes no extra acceptance "
+                f"descent_check: the line search {search!r} takes no extra acceptance "
                 "condition; use line_search='more_thuente' or descent_check=None")
         self.descent_check = None if descent_check is None else float(descent_check)
         self.stop_on_stall = bool(stop_on_stall)
-
-    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> CGState:
-        # f_prev chosen so that eq. 3.60 gives a first step of length 1 along -g.
-        return CGState(x, f, g, tf.zeros([], x.dtype), tf.constant(False), -g,
-                       f + 0.5 * tf.norm(g) / 1.01)
-
-    def step(self, state: CGState, oracle: Oracle) -> CGState:
-        x, f, g, d = state.x, state.f, state.g, state.d
-        fallback = -g
-
-        def search() -> Restarted:
-            return search_with_restart(
-                self.line_search, oracle, x, f, g, d, self._first_trial(state, d),
-                fallback_d=fallback, fallback_step0=self._first_trial(state, fallback),
-                can_restart=tf.reduce_any(d != fallback),
-                extra_condition=self._descent_condition(g),
-            )
-
-        def stall() -> Restarted:
-            none = tf.zeros([], tf.int32)
-            return Restarted(LineSearchResult(tf.zeros_like(f), x, f, g, none, tf.constant(False)),
-                             tf.constant(False), none)
-
-        if self.stop_on_stall:
-            # The last step changed f by a few ulps at most: f no longer resolves a decrease.
-            tiny = 4.0 * machine_eps(x.dtype) * tf.abs(f)
-            found = tf.cond(state.f_prev - f <= tiny, stall, search)
-        else:
-            found = search()
-        ls = found.result
-        moved = ls.step > 0
-        d_used = tf.where(found.restarted, fallback, d)
-        beta = self._beta_rule(ls.g, g, d_used, ls.g - g)
-        d_next = tf.where(moved, -ls.g + beta * d_used, -g)
-        return CGState(ls.x, ls.f, ls.g, ls.step, ~moved, d_next,
-                       tf.where(moved, f, state.f_prev))
-
-    def _descent_condition(self, g: tf.Tensor) -> ExtraCondition | None:
-        r"""None, or ``cond(d, g_new)``: the next direction
-        :math:`-g_{new} + \beta d` is a sufficient descent one,
-        :math:`d_{next}^\top g_{new} \le -\sigma \|g_{new}\|^2`."""
-        if self.descent_check is None:
-            return None
-        sigma = self.descent_check
-
-        def cond(d: tf.Tensor, g_new: tf.Tensor) -> tf.Tensor:
-            d_next = -g_new + self._beta_rule(g_new, g, d, g_new - g) * d
-            return dot(d_next, g_new) <= -sigma * dot(g_new, g_new)
-
-        return cond
-
-    def _first_trial(self, state: CGState, d: tf.Tensor) -> tf.Tensor:
-        """N&W eq. 3.60, at most ``max_first_step``."""
-        return repeat_decrease_step(state.f, state.f_prev, dot(state.g, d), self.max_first_step)
+        super().__init__(CGDirection(self._beta_rule, max_first_step=self.max_first_step,
+                                     descent_check=self.descent_check,
+                                     stop_on_stall=self.stop_on_stall), search)

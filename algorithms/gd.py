@@ -9,8 +9,10 @@ import tensorflow as tf
 from flatvec.algorithm import Oracle, UpdateRule
 
 from .backtracking import Backtracking
+from .line_search import Restarted
+from .line_search_method import Direction, LineSearchMethod, Proposal
 
-__all__ = ["ArmijoState", "GradientDescent", "MomentumSlots"]
+__all__ = ["ArmijoMemory", "GradientDescent", "MomentumSlots", "SteepestDescent"]
 
 LINE_SEARCHES = (None, "armijo")
 
@@ -19,15 +21,30 @@ class MomentumSlots(NamedTuple):
     velocity: tf.Tensor
 
 
-class ArmijoState(NamedTuple):
-    """State of gradient descent with a line search."""
+class ArmijoMemory(NamedTuple):
+    """Memory of steepest descent with a line search."""
 
-    x: tf.Tensor
-    f: tf.Tensor
-    g: tf.Tensor
-    step_size: tf.Tensor  # the last accepted step
-    failed: tf.Tensor
     trial: tf.Tensor  # the next first trial step
+
+
+class SteepestDescent(Direction):
+    """:math:`d = -g`; the first trial is twice the last accepted step (``learning_rate`` at
+    the start and after a failure), so the step can grow back."""
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> ArmijoMemory:
+        return ArmijoMemory(tf.constant(self.learning_rate, x.dtype))
+
+    def propose(self, mem: ArmijoMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+                oracle: Oracle) -> Proposal:
+        return Proposal(-g, mem.trial)
+
+    def update(self, mem: ArmijoMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+               found: Restarted, proposal: Proposal) -> ArmijoMemory:
+        step = found.result.step
+        return ArmijoMemory(tf.where(step > 0, 2.0 * step, mem.trial))
 
 
 class GradientDescent(UpdateRule):
@@ -99,21 +116,17 @@ class GradientDescent(UpdateRule):
         if line_search is not None:
             # An instance-level capability: this configuration re-evaluates the loss.
             self.uses_line_search = True
-            self._search = Backtracking()
+            self._armijo = LineSearchMethod(SteepestDescent(self.learning_rate), Backtracking())
 
-    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Any:
+    def init(self, x: tf.Tensor, oracle: Oracle) -> Any:
         if self.line_search is None:
-            return super().init(x, f, g)
-        lr = tf.constant(self.learning_rate, x.dtype)
-        return ArmijoState(x, f, g, tf.zeros([], x.dtype), tf.constant(False), lr)
+            return super().init(x, oracle)
+        return self._armijo.init(x, oracle)
 
     def step(self, state: Any, oracle: Oracle) -> Any:
         if self.line_search is None:
             return super().step(state, oracle)
-        ls = self._search.search(oracle, state.x, state.f, state.g, -state.g, state.trial)
-        moved = ls.step > 0
-        trial = tf.where(moved, 2.0 * ls.step, state.trial)
-        return ArmijoState(ls.x, ls.f, ls.g, ls.step, ~moved, trial)
+        return self._armijo.step(state, oracle)
 
     def init_slots(self, x: tf.Tensor) -> MomentumSlots:
         # A zero-length buffer when there is no momentum: nothing stored, nothing updated.

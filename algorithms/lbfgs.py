@@ -58,31 +58,21 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Algorithm, Oracle
+from flatvec.algorithm import Oracle
 
-from .line_search import (
-    LineSearch,
-    dot,
-    machine_eps,
-    search_with_restart,
-    unit_step_scale,
-)
+from .line_search import LineSearch, Restarted, dot, machine_eps, unit_step_scale
+from .line_search_method import Direction, LineSearchMethod, Proposal
 from .searches import make_line_search
 
-__all__ = ["LBFGS", "LBFGSState", "inverse_hessian_product"]
+__all__ = ["LBFGS", "LBFGSDirection", "LBFGSMemory", "inverse_hessian_product"]
 
 
-class LBFGSState(NamedTuple):
-    """L-BFGS state: the iterate, the pairs in ring buffers and their inner products.
+class LBFGSMemory(NamedTuple):
+    """L-BFGS memory: the pairs in ring buffers and their inner products.
 
     Pair ``i`` (0 = oldest) of the ``count`` stored sits in slot ``(head - count + i) mod m``.
     """
 
-    x: tf.Tensor
-    f: tf.Tensor
-    g: tf.Tensor
-    step_size: tf.Tensor
-    failed: tf.Tensor
     s: tf.Tensor  # [m, n]
     y: tf.Tensor  # [m, n]
     sy: tf.Tensor  # [m, m], sy[i, j] = s_i' y_j (slot order) where pair i is not newer than j
@@ -109,7 +99,7 @@ def inverse_hessian_product(
     r"""The L-BFGS product :math:`H g` in compact form (see the module docstring).
 
     ``s, y`` are ``[m, n]`` ring buffers holding the ``count`` newest pairs (see
-    :class:`LBFGSState` for the slot order); ``sy = s y'``, ``yy = y y'``, ``sg = s g`` and
+    :class:`LBFGSMemory` for the slot order); ``sy = s y'``, ``yy = y y'``, ``sg = s g`` and
     ``yg = y g`` are their inner products. Slots not in use may hold anything: they are masked.
     """
     m = tf.shape(sy)[0]
@@ -143,7 +133,79 @@ def _replace_row_and_column(
     return tf.where(at[:, None], row[None, :], tf.where(at[None, :], column[:, None], matrix))
 
 
-class LBFGS(Algorithm):
+class LBFGSDirection(Direction):
+    """:math:`d = -H g` from the last ``memory`` curvature pairs (see the module docstring)."""
+
+    def __init__(self, memory: int) -> None:
+        self.memory = memory
+
+    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> LBFGSMemory:
+        n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known
+        m = self.memory
+        zeros = tf.zeros([m, n], x.dtype)
+        return LBFGSMemory(
+            s=zeros, y=zeros,
+            sy=tf.zeros([m, m], x.dtype), yy=tf.zeros([m, m], x.dtype),
+            sg=tf.zeros([m], x.dtype), yg=tf.zeros([m], x.dtype),
+            head=tf.zeros([], tf.int32),
+            count=tf.zeros([], tf.int32),
+            gamma=unit_step_scale(g),
+        )
+
+    def propose(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+                oracle: Oracle) -> Proposal:
+        d = -inverse_hessian_product(g, *mem)
+        one = tf.ones([], x.dtype)
+        return Proposal(d, one, fallback_d=-mem.gamma * g, fallback_step0=one,
+                        can_restart=mem.count > 0)
+
+    def update(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+               found: Restarted, proposal: Proposal) -> LBFGSMemory:
+        ls = found.result
+        moved = ls.step > 0
+        count = tf.where(found.restarted, 0, mem.count)
+        one = tf.ones([], x.dtype)
+
+        # Curvature pair (skipped unless s'y > eps * y'y, which keeps H positive definite).
+        s, y, g_new = ls.x - x, ls.g - g, ls.g
+        sy, yy = dot(s, y), dot(y, y)
+        eps = tf.constant(machine_eps(x.dtype), x.dtype)
+        keep = moved & (sy > eps * yy) & tf.math.is_finite(sy)
+        slot = mem.head
+        # The only passes over the buffers besides the direction: the stored rows against the
+        # new gradient (read before the slot is overwritten). The new pair's products with
+        # the stored rows follow from them, since y = g_new - g: S y = S g_new - S g and
+        # Y y = Y g_new - Y g (the relative rounding is eps |g| / |y|, and a Wolfe step keeps
+        # |y| >= (1 - c2) |g'd| / |d|). The compact form reads S'Y only on and above the
+        # diagonal in chronological order, so the new row s_new' y_i (i older) is not needed.
+        s_g, y_g = tf.linalg.matvec(mem.s, g_new), tf.linalg.matvec(mem.y, g_new)
+        s_y, y_y = s_g - mem.sg, y_g - mem.yg
+        # The slot's row and column are replaced only for a kept pair (hit is all False else).
+        hit = tf.one_hot(slot, self.memory, on_value=True, off_value=False) & keep
+        zero = tf.zeros_like(s_y)
+        sy_row = tf.where(hit, sy, zero)  # s_new' y_i: only the diagonal is read
+        sy_col = tf.where(hit, sy, s_y)  # s_i' y_new
+        yy_row = tf.where(hit, yy, y_y)
+        sy_mat = _replace_row_and_column(mem.sy, hit, sy_row, sy_col)
+        yy_mat = _replace_row_and_column(mem.yy, hit, yy_row, yy_row)
+        sg_vec = tf.where(hit, dot(s, g_new), s_g)
+        yg_vec = tf.where(hit, dot(y, g_new), y_g)
+        # Write slot `head`; a cond, so a skipped pair leaves the buffers untouched (no copy).
+        s_buf, y_buf = tf.cond(
+            keep,
+            lambda: (tf.tensor_scatter_nd_update(mem.s, [[slot]], [s]),
+                     tf.tensor_scatter_nd_update(mem.y, [[slot]], [y])),
+            lambda: (mem.s, mem.y),
+        )
+        return LBFGSMemory(
+            s=s_buf, y=y_buf, sy=sy_mat, yy=yy_mat, sg=sg_vec, yg=yg_vec,
+            head=tf.where(keep, tf.math.floormod(slot + 1, self.memory), slot),
+            count=tf.where(keep, tf.minimum(count + 1, self.memory), count),
+            gamma=tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma),
+        )
+
+
+class LBFGS(LineSearchMethod):
     r"""Limited-memory BFGS (N&W Algorithms 7.4 and 7.5) with a Moré–Thuente line search.
 
     Parameters
@@ -159,6 +221,9 @@ class LBFGS(Algorithm):
         instance (see :func:`~flatvec.algorithms.searches.make_line_search`).
     line_search_options : dict, optional
         More keyword arguments for a line search given by name.
+
+    The state is a :class:`~flatvec.algorithms.line_search_method.LineSearchState` whose
+    ``memory`` is an :class:`LBFGSMemory`.
 
     Examples
     --------
@@ -178,76 +243,6 @@ class LBFGS(Algorithm):
         if int(memory) != memory or memory < 1:
             raise ValueError(f"memory: expected a positive integer, got {memory!r}")
         self.memory = int(memory)
-        self.line_search = make_line_search(line_search, c1=c1, c2=c2, max_evals=max_evals,
-                                            **(line_search_options or {}))
+        super().__init__(LBFGSDirection(self.memory), make_line_search(
+            line_search, c1=c1, c2=c2, max_evals=max_evals, **(line_search_options or {})))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
-
-    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> LBFGSState:
-        n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known
-        m = self.memory
-        zeros = tf.zeros([m, n], x.dtype)
-        return LBFGSState(
-            x, f, g,
-            step_size=tf.zeros([], x.dtype),
-            failed=tf.constant(False),
-            s=zeros, y=zeros,
-            sy=tf.zeros([m, m], x.dtype), yy=tf.zeros([m, m], x.dtype),
-            sg=tf.zeros([m], x.dtype), yg=tf.zeros([m], x.dtype),
-            head=tf.zeros([], tf.int32),
-            count=tf.zeros([], tf.int32),
-            gamma=unit_step_scale(g),
-        )
-
-    def step(self, state: LBFGSState, oracle: Oracle) -> LBFGSState:
-        x, f, g = state.x, state.f, state.g
-        d = -inverse_hessian_product(g, state.s, state.y, state.sy, state.yy, state.sg,
-                                     state.yg, state.head, state.count, state.gamma)
-        one = tf.ones([], x.dtype)
-        found = search_with_restart(
-            self.line_search, oracle, x, f, g, d, one,
-            fallback_d=-state.gamma * g, fallback_step0=one, can_restart=state.count > 0,
-        )
-        ls = found.result
-        moved = ls.step > 0
-        count = tf.where(found.restarted, 0, state.count)
-
-        # Curvature pair (skipped unless s'y > eps * y'y, which keeps H positive definite).
-        s, y, g_new = ls.x - x, ls.g - g, ls.g
-        sy, yy = dot(s, y), dot(y, y)
-        eps = tf.constant(machine_eps(x.dtype), x.dtype)
-        keep = moved & (sy > eps * yy) & tf.math.is_finite(sy)
-        slot = state.head
-        # The only passes over the buffers besides the direction: the stored rows against the
-        # new gradient (read before the slot is overwritten). The new pair's products with
-        # the stored rows follow from them, since y = g_new - g: S y = S g_new - S g and
-        # Y y = Y g_new - Y g (the relative rounding is eps |g| / |y|, and a Wolfe step keeps
-        # |y| >= (1 - c2) |g'd| / |d|). The compact form reads S'Y only on and above the
-        # diagonal in chronological order, so the new row s_new' y_i (i older) is not needed.
-        s_g, y_g = tf.linalg.matvec(state.s, g_new), tf.linalg.matvec(state.y, g_new)
-        s_y, y_y = s_g - state.sg, y_g - state.yg
-        # The slot's row and column are replaced only for a kept pair (hit is all False else).
-        hit = tf.one_hot(slot, self.memory, on_value=True, off_value=False) & keep
-        zero = tf.zeros_like(s_y)
-        sy_row = tf.where(hit, sy, zero)  # s_new' y_i: only the diagonal is read
-        sy_col = tf.where(hit, sy, s_y)  # s_i' y_new
-        yy_row = tf.where(hit, yy, y_y)
-        sy_mat = _replace_row_and_column(state.sy, hit, sy_row, sy_col)
-        yy_mat = _replace_row_and_column(state.yy, hit, yy_row, yy_row)
-        sg_vec = tf.where(hit, dot(s, g_new), s_g)
-        yg_vec = tf.where(hit, dot(y, g_new), y_g)
-        # Write slot `head`; a cond, so a skipped pair leaves the buffers untouched (no copy).
-        s_buf, y_buf = tf.cond(
-            keep,
-            lambda: (tf.tensor_scatter_nd_update(state.s, [[slot]], [s]),
-                     tf.tensor_scatter_nd_update(state.y, [[slot]], [y])),
-            lambda: (state.s, state.y),
-        )
-        return LBFGSState(
-            ls.x, ls.f, ls.g,
-            step_size=ls.step,
-            failed=~moved,
-            s=s_buf, y=y_buf, sy=sy_mat, yy=yy_mat, sg=sg_vec, yg=yg_vec,
-            head=tf.where(keep, tf.math.floormod(slot + 1, self.memory), slot),
-            count=tf.where(keep, tf.minimum(count + 1, self.memory), count),
-            gamma=tf.where(keep, sy / tf.where(keep, yy, one), state.gamma),
-        )

@@ -46,6 +46,7 @@ class RunOutput(NamedTuple):
     grad_inf: float
     message: str
     trace: Trace
+    nhev: int | None = 0  # Hessian-vector products (None: the method does not report them)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Record:
     error: str | None = None
     nit: int | None = None
     nfev: int | None = None
+    nhev: int | None = None
     loss: float | None = None
     grad_inf: float | None = None
     message: str = ""

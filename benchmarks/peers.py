@@ -12,6 +12,13 @@ the same start point, data and dtype.
   compiled objective.
 - ``tfp:lbfgs``: ``tfp.optimizer.lbfgs_minimize`` on the flat oracle of the same objective, the
   whole run in one ``tf.function`` (``tolerance=gtol``, ``f_relative_tolerance=ftol``).
+- ``flatvec:newton-cg``, ``flatvec:trust-ncg``: the Newton-type methods on forward-over-reverse
+  Hessian-vector products of the same objective; beside them ``scipy:Newton-CG``,
+  ``scipy:trust-ncg`` and ``scipy:trust-krylov`` with ``hessp`` from the same objective (SciPy's
+  Newton-CG has no gradient test: it stops on its ``xtol``, default 1e-5).
+- ``torchmin:newton-cg``, ``torchmin:trust-ncg``: pytorch-minimize's ``minimize(method=...)``
+  on a functional PyTorch mirror (``pip install pytorch-minimize``; where a problem has one),
+  ``gtol`` on ``||g||_inf`` as ``gtol``, SciPy's other defaults.
 - ``torch:lbfgs``: ``torch.optim.LBFGS(line_search_fn="strong_wolfe", history_size=10)`` on the
   PyTorch mirror (``tolerance_grad=gtol``; ``tolerance_change=ftol``, which PyTorch applies to
   the absolute change of f and to the step, a close match to ftol for losses of order one).
@@ -70,6 +77,9 @@ class Method:
             return "tensorflow-probability not installed (pip install '.[bench]')"
         if self.family == "torch" and not torch_mirror.available():
             return "PyTorch not installed (optional: pip install torch)"
+        if self.family == "torchmin" and (not torch_mirror.available()
+                                          or importlib.util.find_spec("torchmin") is None):
+            return "pytorch-minimize not installed (optional: pip install torch pytorch-minimize)"
         return None
 
     def applies(self, inst: Instance) -> str | None:
@@ -87,6 +97,8 @@ class Method:
             return _prepare_flatvec(self, inst)
         if self.family == "tfp":
             return _prepare_tfp(inst)
+        if self.family == "torchmin":
+            return _prepare_torchmin(self, inst)
         return _prepare_torch(inst)
 
 
@@ -107,8 +119,16 @@ METHODS: dict[str, Method] = {
         Method("scipy:BFGS", "scipy", max_size=500),
         Method("tfp:lbfgs", "tfp"),
         Method("torch:lbfgs", "torch"),
+        Method("flatvec:newton-cg", "flatvec"),
+        Method("flatvec:trust-ncg", "flatvec"),
+        Method("scipy:Newton-CG", "scipy"),
+        Method("scipy:trust-ncg", "scipy"),
+        Method("scipy:trust-krylov", "scipy"),
+        Method("torchmin:newton-cg", "torchmin"),
+        Method("torchmin:trust-ncg", "torchmin"),
     )
 }
+
 
 
 def _flat_evaluate(inst: Instance, jit_compile: bool = False) -> Callable[[], Any]:
@@ -144,7 +164,7 @@ def _prepare_flatvec(method: Method, inst: Instance) -> Prepared:
         )
         grad_inf = float(np.max(np.abs(res.jac)))
         return RunOutput(int(res.nit), int(res.nfev), float(res.fun), grad_inf,
-                         str(res.message), _history_trace(res.history))
+                         str(res.message), _history_trace(res.history), int(res.nhev))
 
     return Prepared(inst.reset, run, _flat_evaluate(inst, method.jit_compile))
 
@@ -241,3 +261,43 @@ def _prepare_torch(inst: Instance) -> Prepared:
                          f"torch threads={threads}", trace)
 
     return Prepared(setup, run, evaluate)
+
+
+def _prepare_torchmin(method: Method, inst: Instance) -> Prepared:
+    import torch
+    import torchmin
+
+    spec = inst.spec
+    probe = torch_mirror.build_mirror(inst.mirror, spec.dtype)
+    if probe.fun is None:
+        raise NotImplementedError(f"no functional PyTorch mirror of {spec.name}")
+    threads = torch_mirror.pick_threads(probe.closure)
+    x0 = torch.cat([p.detach().reshape(-1) for p in probe.params])
+    counts = {"f": 0, "t": [], "loss": []}
+    start = [0.0]
+
+    def fun(x: Any) -> Any:
+        loss = probe.fun(x)
+        counts["f"] += 1
+        counts["t"].append(time.perf_counter() - start[0])
+        counts["loss"].append(float(loss))
+        return loss
+
+    def setup() -> None:
+        counts.update(f=0, t=[], loss=[])
+
+    def run() -> RunOutput:
+        start[0] = time.perf_counter()
+        # pytorch-minimize's trust-ncg tests gtol on ||g||_2; its Newton-CG only has xtol.
+        options = {} if method.algo == "newton-cg" else {"gtol": spec.gtol}
+        res = torchmin.minimize(fun, x0.clone(), method=method.algo, max_iter=spec.max_iter,
+                                options=options)
+        x = res.x.detach().requires_grad_(True)
+        loss = probe.fun(x)
+        (grad,) = torch.autograd.grad(loss, x)
+        trace = Trace(list(range(1, counts["f"] + 1)), counts["t"], counts["loss"])
+        return RunOutput(int(res.nit), int(res.nfev), float(loss), float(grad.abs().max()),
+                         f"{res.message} (torch threads={threads})", trace,
+                         res.get("ncg"))  # CG iterations = products; trust-ncg reports none
+
+    return Prepared(setup, run, probe.closure)

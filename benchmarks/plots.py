@@ -18,8 +18,11 @@ _COLORS = {
     "flatvec:gd": "C7",
     "scipy:L-BFGS-B": "C0", "scipy:CG": "C1", "scipy:BFGS": "C2", "tfp:lbfgs": "C3",
     "torch:lbfgs": "C4",
+    "flatvec:newton-cg": "C5", "flatvec:trust-ncg": "C6", "scipy:Newton-CG": "C5",
+    "scipy:trust-ncg": "C6", "scipy:trust-krylov": "C8", "torchmin:newton-cg": "C5",
+    "torchmin:trust-ncg": "C6",
 }
-_STYLES = {"flatvec": "-", "scipy": "--", "tfp": ":", "torch": "-."}
+_STYLES = {"flatvec": "-", "scipy": "--", "tfp": ":", "torch": "-.", "torchmin": "-."}
 
 
 def plot_convergence(records: list[Record], out: Path) -> list[str]:

@@ -16,12 +16,13 @@ from benchmarks.problems import PROBLEMS
 __all__ = ["machine_info", "markdown", "write_json"]
 
 COLUMNS = (
-    "method", "nit", "nfev", "f", "‖g‖∞", "wall s", "first s", "t_eval ms", "overhead",
+    "method", "nit", "nfev", "nhev", "f", "‖g‖∞", "wall s", "first s", "t_eval ms", "overhead",
     "steady", "t→target s", "evals→target", "ΔRSS MiB", "stop",
 )
 
 LEGEND = """\
 Columns: `nit`, `nfev` iterations and loss+gradient evaluations as each method counts them;
+`nhev` Hessian-vector products (Newton-type methods; each costs about one evaluation);
 `f`, `‖g‖∞` at the returned point; `wall` median seconds of the whole call over the timed
 repeats (after one cold call); `first` the cold call (tracing/compilation included); `t_eval`
 median seconds of one bare loss+gradient evaluation of that implementation; `overhead` =
@@ -70,7 +71,8 @@ def _row(r: Record) -> list[str]:
         return [r.method, *["–"] * (len(COLUMNS) - 2), note.replace("|", "/")[:120]]
     stop = r.message.split(".")[0].split(":")[0].replace("|", "/")[:40]
     return [
-        r.method, _fmt(r.nit), _fmt(r.nfev), _fmt(r.loss, ".6g"), _fmt(r.grad_inf, ".2e"),
+        r.method, _fmt(r.nit), _fmt(r.nfev), _fmt(r.nhev), _fmt(r.loss, ".6g"),
+        _fmt(r.grad_inf, ".2e"),
         _fmt(r.wall, ".3f"), _fmt(r.t_first, ".2f"),
         _fmt(None if r.t_eval is None else r.t_eval * 1e3, ".3g"),
         _fmt(r.overhead, ".2f"), _fmt(r.overhead_steady, ".2f"),

@@ -62,10 +62,13 @@ _DEFAULT_THREADS: dict[str, int] = {}
 
 class TorchProblem(NamedTuple):
     """``params`` to optimize and ``closure()``: zero the gradients, evaluate f, backpropagate,
-    return f (a 0-d tensor), as ``torch.optim.LBFGS.step`` expects."""
+    return f (a 0-d tensor), as ``torch.optim.LBFGS.step`` expects. ``fun(x)``, where there is
+    one, is the same loss as a differentiable function of all parameters as one flat tensor
+    (what pytorch-minimize takes)."""
 
     params: list[Any]
     closure: Callable[[], Any]
+    fun: Callable[[Any], Any] | None = None
 
 
 def build_mirror(mirror: dict[str, Any], dtype: str) -> TorchProblem:
@@ -85,7 +88,8 @@ def build_mirror(mirror: dict[str, Any], dtype: str) -> TorchProblem:
     raise ValueError(f"mirror: unknown problem kind {kind!r}")
 
 
-def _closure(torch: Any, params: list[Any], loss_fn: Callable[[], Any]) -> TorchProblem:
+def _closure(torch: Any, params: list[Any], loss_fn: Callable[[], Any],
+             fun: Callable[[Any], Any] | None = None) -> TorchProblem:
     def closure() -> Any:
         for p in params:
             p.grad = None
@@ -93,17 +97,30 @@ def _closure(torch: Any, params: list[Any], loss_fn: Callable[[], Any]) -> Torch
         loss.backward()
         return loss.detach()
 
-    return TorchProblem(params, closure)
+    return TorchProblem(params, closure, fun)
+
+
+def _flat_call(torch: Any, net: Any) -> Callable[[Any, Any], Any]:
+    """``call(x, inputs)``: the net's output with its parameters taken from the flat ``x``."""
+    names = [name for name, _ in net.named_parameters()]
+    shapes = [p.shape for _, p in net.named_parameters()]
+    sizes = [p.numel() for _, p in net.named_parameters()]
+
+    def call(x: Any, inputs: Any) -> Any:
+        parts = [t.reshape(shape) for t, shape in zip(torch.split(x, sizes), shapes)]
+        return torch.func.functional_call(net, dict(zip(names, parts)), (inputs,))
+
+    return call
 
 
 def _rosenbrock(torch: Any, x0: Any) -> TorchProblem:
     x = x0.clone().requires_grad_(True)
 
-    def loss_fn() -> Any:
-        odd, even = x[0::2], x[1::2]
+    def fun(z: Any) -> Any:
+        odd, even = z[0::2], z[1::2]
         return torch.sum(100.0 * (even - odd**2) ** 2 + (1.0 - odd) ** 2)
 
-    return _closure(torch, [x], loss_fn)
+    return _closure(torch, [x], lambda: fun(x), fun)
 
 
 def _logreg(torch: Any, mirror: dict[str, Any], tdt: Any) -> TorchProblem:
@@ -112,12 +129,12 @@ def _logreg(torch: Any, mirror: dict[str, Any], tdt: Any) -> TorchProblem:
     w = torch.tensor(mirror["x0"], dtype=tdt).requires_grad_(True)
     d, l2 = features.shape[1], mirror["l2"]
 
-    def loss_fn() -> Any:
-        z = features @ w[:d] + w[d]
+    def fun(v: Any) -> Any:
+        z = features @ v[:d] + v[d]
         data_term = torch.mean(torch.nn.functional.softplus(z) - labels * z)
-        return data_term + 0.5 * l2 * torch.sum(w[:d] ** 2)
+        return data_term + 0.5 * l2 * torch.sum(v[:d] ** 2)
 
-    return _closure(torch, [w], loss_fn)
+    return _closure(torch, [w], lambda: fun(w), fun)
 
 
 def _nhwc_flatten(torch: Any) -> Any:
@@ -168,8 +185,16 @@ def _classifier(torch: Any, mirror: dict[str, Any], tdt: Any) -> TorchProblem:
 
     batch_size = mirror.get("batch_size")
     if batch_size is None:
+        call = _flat_call(torch, net)
+        weights = [name.endswith("weight") for name, _ in net.named_parameters()]
+        sizes = [p.numel() for p in net.parameters()]
+
+        def fun(z: Any) -> Any:
+            reg = sum(torch.sum(t**2) for t, w in zip(torch.split(z, sizes), weights) if w)
+            return nn.functional.cross_entropy(call(z, x), y) + l2 * reg
+
         return _closure(
-            torch, params, lambda: nn.functional.cross_entropy(net(x), y) + penalty()
+            torch, params, lambda: nn.functional.cross_entropy(net(x), y) + penalty(), fun
         )
 
     # Same full-batch objective, accumulated batch by batch (as a DataLoader loop would).
@@ -199,10 +224,12 @@ def _pinn(torch: Any, mirror: dict[str, Any], tdt: Any) -> TorchProblem:
     source = torch.tensor(mirror["source"], dtype=tdt)
     bound = torch.tensor(mirror["bound"], dtype=tdt)
 
-    def loss_fn() -> Any:
-        u = net(xs)
+    def loss_of(forward: Callable[[Any], Any]) -> Any:
+        u = forward(xs)
         (du,) = torch.autograd.grad(u.sum(), xs, create_graph=True)
         (d2u,) = torch.autograd.grad(du.sum(), xs, create_graph=True)
-        return torch.mean((d2u - source) ** 2) + 0.5 * torch.sum(net(bound) ** 2)
+        return torch.mean((d2u - source) ** 2) + 0.5 * torch.sum(forward(bound) ** 2)
 
-    return _closure(torch, params, loss_fn)
+    call = _flat_call(torch, net)
+    return _closure(torch, params, lambda: loss_of(net),
+                    lambda z: loss_of(lambda inputs: call(z, inputs)))

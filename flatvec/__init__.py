@@ -15,9 +15,10 @@ from flatvec.checkpoint import StateCheckpoint
 from flatvec.driver import minimize
 from flatvec.model_cache import clear_objective_cache
 from flatvec.objective import Objective, ValueAndGradient
+from flatvec.oracle import Oracle
 from flatvec.result import OptimizeResult
 from flatvec.space import FlatParamSpace, VariableSlot
-from flatvec.status import Status
+from flatvec.status import Status, StopReason
 
 __version__ = "0.1.0"
 
@@ -26,8 +27,10 @@ __all__ = [
     "FlatParamSpace",
     "Objective",
     "OptimizeResult",
+    "Oracle",
     "StateCheckpoint",
     "Status",
+    "StopReason",
     "UpdateRule",
     "ValueAndGradient",
     "VariableSlot",

@@ -1,17 +1,35 @@
-"""The algorithm protocol and the registry that maps names to methods.
+"""The algorithm protocol (v2) and the registry that maps names to methods.
 
 An algorithm works on whole vectors. It is a frozen configuration object with two methods:
 
-``init(x, f, g) -> State``
+``init(x, oracle) -> State``
     the state at the start point; ``State`` is a NamedTuple of fixed-shape tensors whose first
     three fields are ``x``, ``f``, ``g`` (the current accepted point, value and gradient).
 ``step(state, oracle) -> State``
-    one iteration. ``oracle(x) -> (f, g)`` evaluates the objective (``oracle.hvp(x, v)`` gives
-    Hessian-vector products for methods that declare ``needs_hvp``). ``step`` is traced into one
+    one iteration. ``oracle`` (:class:`~flatvec.oracle.Oracle`) is the problem, counted:
+    ``oracle.value(x)``, ``oracle.value_and_gradient(x)`` (also ``oracle(x)``) and
+    ``oracle.hvp(x, v)`` for methods that declare ``needs_hvp``. ``step`` is traced into one
     compiled function: no Python branching on tensor values, no Python-side state.
 
-Optional state fields the driver understands: ``step_size`` (scalar, reported to callbacks) and
-``failed`` (bool scalar: no acceptable step was found; then ``x, f, g`` must be unchanged).
+Optional state fields the driver understands:
+
+``step_size`` (scalar)
+    reported to callbacks and the history.
+``failed`` (bool scalar)
+    no acceptable step was found; ``x, f, g`` must be unchanged; the run stops.
+``accepted`` (bool scalar, default True)
+    False: the iteration's proposal was rejected (a trust-region step). It is still an
+    iteration, but ``x, f, g`` must be unchanged, the best point is not touched and the
+    relative-decrease (``ftol``) test is skipped.
+``stop_reason`` (int32 scalar, default 0)
+    ``k > 0`` stops the run for the algorithm's ``stop_reasons[k - 1]``
+    (a :class:`~flatvec.status.StopReason`: message and whether it is a success).
+
+The version-1 ``init(x, f, g)`` is still accepted: the driver evaluates ``x`` first.
+
+Line-search methods are written as a direction over one shared driver
+(:class:`flatvec.algorithms.line_search_method.LineSearchMethod`), trust-region methods as a
+subproblem solver inside :class:`flatvec.algorithms.trust_region.TrustRegionMethod`.
 
 First-order rules ``x <- update(x, g, slots)`` subclass :class:`UpdateRule`; they are the methods
 that can also run inside ``model.fit`` through ``flatvec.keras.VectorOptimizer``.
@@ -21,9 +39,12 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
+
+from flatvec.oracle import Oracle
+from flatvec.status import StopReason
 
 __all__ = [
     "Algorithm",
@@ -34,31 +55,26 @@ __all__ = [
     "get_algorithm",
     "lookup_algorithm",
     "register_algorithm",
+    "start_state",
 ]
 
 ENTRY_POINT_GROUP = "flatvec.algorithms"
 
 
-class Oracle(Protocol):
-    """What ``Algorithm.step`` receives: ``oracle(x) -> (f, g)`` and ``oracle.hvp(x, v)``."""
-
-    def __call__(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]: ...
-
-    def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor: ...
-
-
 class Algorithm:
     """Base class of whole-vector optimization methods (see the module docstring).
 
-    Class attributes declare capabilities: ``needs_hvp`` (``step`` calls ``oracle.hvp``) and
+    Class attributes declare capabilities: ``needs_hvp`` (``step`` calls ``oracle.hvp``),
     ``uses_line_search`` (``step`` re-evaluates the objective at trial points, so it cannot run
-    as a per-batch update inside ``model.fit``).
+    as a per-batch update inside ``model.fit``) and ``stop_reasons`` (the algorithm's own
+    :class:`~flatvec.status.StopReason` s, selected by a ``stop_reason`` state field).
     """
 
     needs_hvp: ClassVar[bool] = False
     uses_line_search: ClassVar[bool] = True
+    stop_reasons: ClassVar[tuple[StopReason, ...]] = ()
 
-    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> NamedTuple:
+    def init(self, x: tf.Tensor, oracle: Oracle) -> NamedTuple:
         raise NotImplementedError
 
     def step(self, state: Any, oracle: Oracle) -> NamedTuple:
@@ -109,7 +125,8 @@ class UpdateRule(Algorithm):
         """The new point and slots."""
         raise NotImplementedError
 
-    def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> RuleState:
+    def init(self, x: tf.Tensor, oracle: Oracle) -> RuleState:
+        f, g = oracle(x)
         return RuleState(x, f, g, tf.zeros([], x.dtype), self.init_slots(x))
 
     def step(self, state: RuleState, oracle: Oracle) -> RuleState:
@@ -117,6 +134,21 @@ class UpdateRule(Algorithm):
         x, slots = self.update(state.x, state.g, state.slots, learning_rate=lr)
         f, g = oracle(x)
         return RuleState(x, f, g, lr, slots)
+
+
+def takes_oracle(init: Any) -> bool:
+    """Whether ``init`` is the v2 ``init(x, oracle)`` (else the v1 ``init(x, f, g)``)."""
+    try:
+        params = [p for p in inspect.signature(init).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return True
+    return len(params) < 3
+
+
+def start_state(init: Any, x: tf.Tensor, oracle: Oracle, v2: bool) -> NamedTuple:
+    """``init(x, oracle)``, or for a v1 ``init`` (``v2`` False) ``init(x, *oracle(x))``."""
+    return init(x, oracle) if v2 else init(x, *oracle(x))
 
 
 # ---------------------------------------------------------------------- registry

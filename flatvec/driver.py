@@ -15,7 +15,7 @@ from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, S
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
 from flatvec.result import OptimizeResult
-from flatvec.status import Status
+from flatvec.status import Status, decode_status
 
 __all__ = ["minimize"]
 
@@ -102,7 +102,8 @@ def minimize(
     max_iter : int
         Maximum number of iterations (``0`` evaluates the start point only).
     max_eval : int, optional
-        Maximum number of function evaluations (checked after each iteration).
+        Maximum number of evaluations, function evaluations (``nfev``) and Hessian-vector
+        products (``nhev``) counted alike (checked after each iteration).
     gtol : float
         Stop when :math:`\|g\|_\infty \le` ``gtol``.
     ftol : float, optional
@@ -257,7 +258,8 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         info = loop.start(problem.x0, rule)
     values = info.values.numpy()  # the one host transfer per call
     reporter.begin(values, time.perf_counter() - t0)
-    status = Status(int(values[STATUS_COLUMN]))
+    reasons = tuple(getattr(algorithm, "stop_reasons", ()))
+    status, reason = decode_status(int(values[STATUS_COLUMN]), reasons)
 
     def point() -> tuple[np.ndarray, np.ndarray]:
         carry = loop.carry()
@@ -269,20 +271,21 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
             rows = loop.advance().values.numpy()  # the one host transfer per call
             rows = rows[rows[:, NIT_COLUMN] >= 0]
             before, elapsed = elapsed, time.perf_counter() - t0
-            status = Status(int(rows[-1, STATUS_COLUMN]))
+            status, reason = decode_status(int(rows[-1, STATUS_COLUMN]), reasons)
             stop = _report_rows(reporter, rows, values, before, elapsed, point)
             values = rows[-1]
             if stop and status is Status.RUNNING:
                 status = Status.STOPPED_BY_CALLBACK
             loop.set_block(sizes.next(elapsed - before, len(rows), loop.block))
     except KeyboardInterrupt:
-        status = Status.INTERRUPTED
+        status, reason = Status.INTERRUPTED, None
     finally:
         # Whatever happened, the variables end at the best accepted point.
         carry = loop.carry()
         if objective.space is not None:
             objective.space.assign(carry.best_x)
-    result = _result(carry, status, objective, reporter.history, type(algorithm).__name__)
+    result = _result(carry, status, reason, objective, reporter.history,
+                     type(algorithm).__name__)
     reporter.end(result)
     return result
 
@@ -297,7 +300,9 @@ def _report_rows(reporter, rows, previous, before, after, point) -> bool:
     return reporter.iteration(rows[-1], int(rows[-1, NIT_COLUMN]), after, point)
 
 
-def _result(carry, status, objective, history, method) -> OptimizeResult:
+def _result(carry, status, reason, objective, history, method) -> OptimizeResult:
+    """``reason``: the algorithm's own :class:`~flatvec.status.StopReason` when it stopped the
+    run (status ``ALGORITHM_STOP``; its message and success are the result's)."""
     return OptimizeResult(
         x=carry.best_x.numpy(),
         fun=float(carry.best_f.numpy()),
@@ -307,8 +312,8 @@ def _result(carry, status, objective, history, method) -> OptimizeResult:
         njev=int(objective.njev.numpy()),
         nhev=int(objective.nhev.numpy()),
         status=status,
-        success=status.success,
-        message=status.message,
+        success=status.success if reason is None else reason.success,
+        message=status.message if reason is None else reason.message,
         history=history,
         state=carry.state,
         method=method,

@@ -7,9 +7,10 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from flatvec import graph_reuse
-from flatvec.algorithm import Algorithm
+from flatvec.algorithm import Algorithm, start_state, takes_oracle
 from flatvec.objective import Objective, with_autograph
-from flatvec.status import Status
+from flatvec.oracle import Oracle
+from flatvec.status import ALGORITHM_CODE_BASE, Status
 
 __all__ = ["Carry", "CompiledLoop", "StopRule"]
 
@@ -63,29 +64,34 @@ class _RuleTensors(NamedTuple):
 
 
 def _status_after_step(
-    f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, nfev: tf.Tensor,
+    f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, evaluations: tf.Tensor,
     rule: _RuleTensors,
 ) -> tf.Tensor:
-    """The first stopping test that holds, or RUNNING (``finite``: f and g are finite).
-    Order matters: failures first."""
+    """The first stopping test that holds, or RUNNING (``finite``: f and g are finite;
+    ``evaluations``: nfev + nhev). Order matters: failures first."""
     f, g = state.f, state.g
     failed = tf.convert_to_tensor(getattr(state, "failed", False))
-    # L-BFGS-B's test; a rise in f (non-monotone rules) is not convergence.
+    accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
+    reason = tf.convert_to_tensor(getattr(state, "stop_reason", 0), tf.int32)
+    # L-BFGS-B's test; a rise in f (non-monotone rules) is not convergence, a rejected
+    # proposal (f unchanged by construction) is not either, and ftol = 0 is off.
     decrease = f_prev - f
     scale = tf.maximum(tf.maximum(tf.abs(f_prev), tf.abs(f)), tf.ones_like(f))
-    ftol_met = (decrease >= 0) & (decrease <= tf.cast(rule.ftol, f.dtype) * scale)
-    over_eval = (rule.max_eval > 0) & (nfev >= rule.max_eval)
+    ftol = tf.cast(rule.ftol, f.dtype)
+    ftol_met = accepted & (ftol > 0) & (decrease >= 0) & (decrease <= ftol * scale)
+    over_eval = (rule.max_eval > 0) & (evaluations >= rule.max_eval)
     tests = [
         (~finite, Status.NON_FINITE),
         (failed, Status.LINE_SEARCH_FAILED),
         (_grad_norm(g) <= tf.cast(rule.gtol, g.dtype), Status.CONVERGED_GTOL),
+        (reason > 0, ALGORITHM_CODE_BASE + reason),
         (ftol_met, Status.CONVERGED_FTOL),
         (nit >= rule.max_iter, Status.MAX_ITER),
         (over_eval, Status.MAX_EVAL),
     ]
     status = tf.constant(int(Status.RUNNING), tf.int32)
     for holds, code in reversed(tests):
-        status = tf.where(holds, tf.constant(int(code), tf.int32), status)
+        status = tf.where(holds, tf.cast(code, tf.int32), status)
     return status
 
 
@@ -133,7 +139,10 @@ class CompiledLoop:
         # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
         # algorithms are written for plain tracing and are left as they are.
         self._init = with_autograph(algorithm.init)
+        self._init_takes_oracle = takes_oracle(algorithm.init)
         self._step = with_autograph(algorithm.step)
+        self.oracle = Oracle(objective, needs_hvp=getattr(algorithm, "needs_hvp", False),
+                             owner=type(algorithm).__name__)
         self._vars: Carry | None = None
         self._advance_concrete: Any = None
         self._shared_key: Any = None
@@ -242,18 +251,21 @@ class CompiledLoop:
             var.assign(value)
 
     def _start_graph(self, x0: tf.Tensor) -> Carry:
-        f, g = self.objective(x0)
-        state = self._init(x0, f, g)
+        state = start_state(self._init, x0, self.oracle, self._init_takes_oracle)
+        f, g = state.f, state.g
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
 
     def _one_step(self, carry: Carry, rule: _RuleTensors) -> Carry:
-        state = self._step(carry.state, self.objective)
+        state = self._step(carry.state, self.oracle)
         nit = carry.nit + 1
         finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
-        status = _status_after_step(
-            carry.state.f, state, finite, nit, self.objective.nfev, rule)
-        better = finite & (state.f < carry.best_f)
+        evaluations = self.objective.nfev + self.objective.nhev
+        status = _status_after_step(carry.state.f, state, finite, nit, evaluations, rule)
+        accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
+        # <=: a later point of equal value (a step that changed f by less than its rounding)
+        # is kept, so the result's gradient is the one the gtol test saw.
+        better = finite & accepted & (state.f <= carry.best_f)
         # A cond, not a select: no copy of x and g when the point is not better.
         best_x, best_f, best_g = tf.cond(
             better,

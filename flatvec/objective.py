@@ -28,8 +28,15 @@ class _Terms(NamedTuple):
 
     loss_sum: tf.Tensor
     count: tf.Tensor
-    grad: tf.Tensor
+    grad: tf.Tensor  # empty for a value-only sweep
     hvp: tf.Tensor  # empty when no product was asked for (keeps loop structures None-free)
+
+
+class _Want(NamedTuple):
+    """What a sweep computes besides the value: the gradient, and Hv for tangents ``v``."""
+
+    gradient: bool = True
+    tangents: list[tf.Tensor] | None = None
 
 
 def with_autograph(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,9 +177,9 @@ class Objective:
             _check_scalar(f, "loss_fn")  # also keeps a tuple from passing as (sum, count)
             return f
 
-        def terms(batch: Batch | None, tangents: list[tf.Tensor] | None) -> _Terms:
+        def terms(batch: Batch | None, want: _Want) -> _Terms:
             del batch
-            return _differentiate(space, value, tangents, allow_unused)
+            return _differentiate(space, value, want, allow_unused)
 
         return cls(space=space, dtype=space.dtype, size=space.size, terms=terms,
                    jit_compile=jit_compile)
@@ -272,8 +279,8 @@ class Objective:
                 loss_sum += count * tf.cast(tf.add_n(model.losses), space.dtype)
             return loss_sum, count
 
-        def terms(batch: Batch, tangents: list[tf.Tensor] | None) -> _Terms:
-            return _differentiate(space, lambda: batch_loss(batch), tangents, allow_unused)
+        def terms(batch: Batch, want: _Want) -> _Terms:
+            return _differentiate(space, lambda: batch_loss(batch), want, allow_unused)
 
         return cls(space=space, dtype=space.dtype, size=space.size, terms=terms, data=data,
                    strategy=strategy, jit_compile=jit_compile)
@@ -318,6 +325,17 @@ class Objective:
     # Not converted when called from user code that AutoGraph converts (an algorithm's step):
     # it is plain traceable code, and converting it cost time on every trace.
     @tf.autograph.experimental.do_not_convert
+    def value(self, x: tf.Tensor) -> tf.Tensor:
+        """Traceable ``f(x)`` alone (no gradient pass); counts one function evaluation."""
+        self.nfev.assign_add(1)
+        if self._fun is not None:
+            f = self._fun(x)
+            _check_scalar(f)
+            return tf.cast(f, self._dtype)
+        self._space.assign(x)
+        return self._sweep(_Want(gradient=False)).loss_sum
+
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, x: tf.Tensor) -> ValueAndGradient:
         """Traceable ``(f, g)`` at ``x``; counts one function and one gradient evaluation."""
         self.nfev.assign_add(1)
@@ -330,7 +348,7 @@ class Objective:
             g = tape.gradient(f, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return ValueAndGradient(tf.cast(f, self._dtype), g)
         self._space.assign(x)
-        t = self._sweep(None)
+        t = self._sweep(_Want())
         return ValueAndGradient(t.loss_sum, t.grad)
 
     @tf.autograph.experimental.do_not_convert
@@ -345,30 +363,30 @@ class Objective:
                 g = tape.gradient(f, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         self._space.assign(x)
-        return self._sweep(self._space.unpack(v)).hvp
+        return self._sweep(_Want(tangents=self._space.unpack(v))).hvp
 
-    def _sweep(self, tangents: list[tf.Tensor] | None) -> _Terms:
+    def _sweep(self, want: _Want) -> _Terms:
         """Sum batch terms over the whole data and normalize: ``(f, g[, Hv])``."""
         data = self._data
         if data is None:  # closure: a single "batch"
-            return self._terms(None, tangents)
+            return self._terms(None, want)
         run = self._terms_on_replicas if self._strategy is not None else self._terms
         if data.batches is not None:
-            total = _add_terms([run(b, tangents) for b in data.batches])
+            total = _add_terms([run(b, want) for b in data.batches])
         else:
-            total = _zero_terms(self._dtype, self._size, tangents is not None)
+            total = _zero_terms(self._dtype, self._size, want)
             if data.stacked is not None:
-                total = _loop_stacked(lambda b: run(b, tangents), data.stacked, total)
+                total = _loop_stacked(lambda b: run(b, want), data.stacked, total)
                 if data.tail is not None:
-                    total = _add_terms([total, run(data.tail, tangents)])
+                    total = _add_terms([total, run(data.tail, want)])
             else:
-                total = _loop_dataset(lambda b: run(b, tangents), data.dataset, total)
+                total = _loop_dataset(lambda b: run(b, want), data.dataset, total)
         inv = 1.0 / total.count
         return _Terms(total.loss_sum * inv, total.count, total.grad * inv, total.hvp * inv)
 
-    def _terms_on_replicas(self, batch: Batch, tangents: list[tf.Tensor] | None) -> _Terms:
+    def _terms_on_replicas(self, batch: Batch, want: _Want) -> _Terms:
         strategy = self._strategy
-        per_replica = strategy.run(self._terms, args=(batch, tangents))
+        per_replica = strategy.run(self._terms, args=(batch, want))
         return tf.nest.map_structure(
             lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), per_replica
         )
@@ -415,31 +433,34 @@ class Objective:
 def _differentiate(
     space: FlatParamSpace,
     loss_fn: Callable[[], Any],
-    tangents: list[tf.Tensor] | None,
+    want: _Want,
     allow_unused: bool,
 ) -> _Terms:
-    """Gradient (and, given tangents, Hessian-vector product) of ``loss_fn`` in the space.
-
-    ``loss_fn`` returns either a scalar or ``(loss_sum, count)``.
-    """
+    """Value, and as ``want`` asks the gradient and a Hessian-vector product, of ``loss_fn``
+    in the space. ``loss_fn`` returns either a scalar or ``(loss_sum, count)``."""
     variables = space.tf_variables
+    empty = tf.zeros([0], space.dtype)
+    one = tf.ones([], space.dtype)
 
-    def value_and_grads() -> tuple[tf.Tensor, tf.Tensor, list[Any]]:
+    def evaluate() -> tuple[tf.Tensor, tf.Tensor]:
+        out = loss_fn()
+        loss_sum, count = out if isinstance(out, tuple) else (out, None)
+        _check_scalar(loss_sum, "loss_fn")
+        return tf.cast(loss_sum, space.dtype), one if count is None else count
+
+    def value_and_grad() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            out = loss_fn()
-            loss_sum, count = out if isinstance(out, tuple) else (out, None)
-            _check_scalar(loss_sum, "loss_fn")
+            loss_sum, count = evaluate()
         grads = tape.gradient(loss_sum, variables, unconnected_gradients="none")
-        one = tf.ones([], space.dtype)
-        return tf.cast(loss_sum, space.dtype), one if count is None else count, grads
+        return loss_sum, count, space.pack(grads, allow_unused=allow_unused, name="grads")
 
-    if tangents is None:
-        loss_sum, count, grads = value_and_grads()
-        g = space.pack(grads, allow_unused=allow_unused, name="grads")
-        return _Terms(loss_sum, count, g, tf.zeros([0], space.dtype))
-    with tf.autodiff.ForwardAccumulator(variables, tangents) as acc:
-        loss_sum, count, grads = value_and_grads()
-        g = space.pack(grads, allow_unused=allow_unused, name="grads")
+    if want.tangents is None and not want.gradient:
+        loss_sum, count = evaluate()
+        return _Terms(loss_sum, count, empty, empty)
+    if want.tangents is None:
+        return _Terms(*value_and_grad(), empty)
+    with tf.autodiff.ForwardAccumulator(variables, want.tangents) as acc:
+        loss_sum, count, g = value_and_grad()
     hv = acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return _Terms(loss_sum, count, g, hv)
 
@@ -476,9 +497,10 @@ def _add_terms(terms: list[_Terms]) -> _Terms:
     )
 
 
-def _zero_terms(dtype: tf.DType, size: int, with_hvp: bool) -> _Terms:
-    zero, zeros = tf.zeros([], dtype), tf.zeros([size], dtype)
-    return _Terms(zero, zero, zeros, zeros if with_hvp else tf.zeros([0], dtype))
+def _zero_terms(dtype: tf.DType, size: int, want: _Want) -> _Terms:
+    zero, zeros, empty = tf.zeros([], dtype), tf.zeros([size], dtype), tf.zeros([0], dtype)
+    return _Terms(zero, zero, zeros if want.gradient else empty,
+                  zeros if want.tangents is not None else empty)
 
 
 def _loop_stacked(run: Callable[[Batch], _Terms], stacked: Batch, total: _Terms) -> _Terms:

@@ -12,7 +12,8 @@ from flatvec.result import OptimizeResult
 
 __all__ = ["RunReporter"]
 
-_LOG_KEYS = ("loss", "grad_norm", "step_size", "nfev")
+# The first columns of a report row (flatvec.loop.Report), in order.
+_LOG_KEYS = ("loss", "grad_norm", "step_size", "nfev", "njev", "nhev")
 
 
 class _NoModel:
@@ -32,10 +33,11 @@ class RunReporter:
     """Records the history and drives callbacks once per compiled call.
 
     Keras callbacks see each iteration as an epoch (``on_epoch_begin``/``on_epoch_end`` with
-    logs ``loss``, ``grad_norm``, ``step_size``, ``nfev``) and the whole run as training
-    (``on_train_begin``/``on_train_end``); setting ``model.stop_training = True`` stops the run.
+    logs ``loss``, ``grad_norm``, ``step_size``, ``nfev``, ``njev``, ``nhev``) and the whole
+    run as training (``on_train_begin``/``on_train_end``); setting
+    ``model.stop_training = True`` stops the run.
     A plain callable receives an intermediate :class:`OptimizeResult` (``x``, ``fun``, ``jac``,
-    ``nit``, ``nfev``) and stops the run by returning True.
+    ``nit``, ``nfev``, ``njev``, ``nhev``) and stops the run by returning True.
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class RunReporter:
 
     def record(self, values: np.ndarray, nit: int, elapsed: float) -> dict[str, float]:
         """Add iteration ``nit`` to the history only (no callbacks, no progress bar)."""
-        logs = dict(zip(_LOG_KEYS, (float(v) for v in values[:4])))
+        logs = dict(zip(_LOG_KEYS, (float(v) for v in values[:len(_LOG_KEYS)])))
         for key, value in logs.items():
             self.history[key].append(value)
         self.history["nit"].append(nit)
@@ -83,7 +85,7 @@ class RunReporter:
         return logs
 
     def begin(self, values: np.ndarray, elapsed: float) -> None:
-        """Record the start point (``values``: f, ||g||_inf, step size, nfev)."""
+        """Record the start point (``values``: f, ||g||_inf, step size, nfev, njev, nhev)."""
         self._model.stop_training = False
         self.record(values, 0, elapsed)
         self._keras.on_train_begin()
@@ -106,7 +108,9 @@ class RunReporter:
         stop = bool(getattr(self._model, "stop_training", False))
         if self._plain:
             x, g = point()
-            partial = OptimizeResult(x=x, fun=logs["loss"], jac=g, nit=nit, nfev=int(logs["nfev"]))
+            partial = OptimizeResult(x=x, fun=logs["loss"], jac=g, nit=nit,
+                                     nfev=int(logs["nfev"]), njev=int(logs["njev"]),
+                                     nhev=int(logs["nhev"]))
             for cb in self._plain:
                 stop |= bool(cb(partial))
         if self._progbar is not None:

@@ -88,9 +88,8 @@ def minimize_with_scipy(
         state["nit"] += 1
         x = np.asarray(intermediate_result.x)
         fun(x)  # served from the cache unless the accepted point was not the last evaluated
-        values = np.array(
-            [last["f"], np.max(np.abs(last["g"])), np.nan, int(objective.nfev.numpy())]
-        )
+        counts = [int(c.numpy()) for c in (objective.nfev, objective.njev, objective.nhev)]
+        values = np.array([last["f"], np.max(np.abs(last["g"])), np.nan, *counts])
         point = (x, last["g"])
         if reporter.iteration(values, state["nit"], time.perf_counter() - t0, lambda: point):
             state["stop"] = True
@@ -99,7 +98,8 @@ def minimize_with_scipy(
     objective.reset_counters()
     x0 = problem.x0.numpy().astype(np.float64)
     f0, g0 = fun(x0)
-    reporter.begin(np.array([f0, np.max(np.abs(g0)), 0.0, 1.0]), time.perf_counter() - t0)
+    reporter.begin(np.array([f0, np.max(np.abs(g0)), 0.0, 1.0, 1.0, 0.0]),
+                   time.perf_counter() - t0)
     status = Status.RUNNING
     try:
         raw = scipy.optimize.minimize(

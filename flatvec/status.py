@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import NamedTuple
 
-__all__ = ["Status"]
+__all__ = ["ALGORITHM_CODE_BASE", "Status", "StopReason"]
+
+# A status tensor holds ALGORITHM_CODE_BASE + k when the algorithm stopped for its own k-th
+# declared reason (1-based); the host turns that into Status.ALGORITHM_STOP and the message.
+ALGORITHM_CODE_BASE = 100
+
+
+class StopReason(NamedTuple):
+    """A stop reason an algorithm declares in ``Algorithm.stop_reasons``.
+
+    Attributes
+    ----------
+    message : str
+        What the result's ``message`` says.
+    success : bool
+        Whether the result counts as converged (``result.success``).
+    """
+
+    message: str
+    success: bool = False
 
 
 class Status(IntEnum):
@@ -20,6 +40,7 @@ class Status(IntEnum):
     INTERRUPTED = 6
     STOPPED_BY_CALLBACK = 7
     SCIPY_OTHER = 8
+    ALGORITHM_STOP = 9
 
     @property
     def success(self) -> bool:
@@ -43,4 +64,15 @@ _MESSAGES = {
     Status.INTERRUPTED: "Interrupted: the last accepted point was kept.",
     Status.STOPPED_BY_CALLBACK: "Stopped by a callback.",
     Status.SCIPY_OTHER: "SciPy stopped for another reason (see message).",
+    Status.ALGORITHM_STOP: "Stopped by the algorithm for a reason of its own.",
 }
+
+
+def decode_status(code: int, reasons: tuple[StopReason, ...]) -> tuple[Status, StopReason | None]:
+    """The :class:`Status` for a status code, and the algorithm's reason when it is one."""
+    if code > ALGORITHM_CODE_BASE:
+        index = code - ALGORITHM_CODE_BASE - 1
+        reason = reasons[index] if index < len(reasons) else StopReason(
+            f"Stopped by the algorithm (undeclared reason {index + 1}).")
+        return Status.ALGORITHM_STOP, reason
+    return Status(code), None

@@ -9,8 +9,9 @@ and whether it solved the problem (final value at a known minimum, see ``problem
 then per algorithm the solved counts and the median / geometric mean of the nfev ratio
 flatvec / SciPy over the problems both solved.
 
-Options: ``--algos lbfgs cg``, ``--problems rosenbrock beale``, ``--ftol 0`` (flatvec's ftol;
-SciPy CG/BFGS have no such test), ``--markdown`` (a Markdown table).
+Options: ``--algos lbfgs cg`` (also ``newton-cg``, ``trust-ncg``), ``--problems rosenbrock
+beale``, ``--ftol 0`` (flatvec's ftol; SciPy CG/BFGS have no such test), ``--options JSON``
+(flatvec algorithm options), ``--cache FILE`` (keep SciPy's runs), ``--markdown``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from problems import PROBLEMS, Problem, solved  # noqa: E402
 
 import flatvec  # noqa: E402
 
-SCIPY_METHOD = {"lbfgs": "L-BFGS-B", "cg": "CG", "bfgs": "BFGS"}
+SCIPY_METHOD = {"lbfgs": "L-BFGS-B", "cg": "CG", "bfgs": "BFGS", "newton-cg": "Newton-CG",
+                "trust-ncg": "trust-ncg"}
+DEFAULT_ALGOS = ("lbfgs", "cg", "bfgs")
 GTOL = 1e-6
 MAX_ITER = 10000
 
@@ -45,6 +48,8 @@ class Run(NamedTuple):
     nit: int
     status: str
     solved: bool
+    nhev: int = 0
+    success: bool = False
 
 
 def _run(problem: Problem, algo: str, **options: object) -> Run:
@@ -52,7 +57,8 @@ def _run(problem: Problem, algo: str, **options: object) -> Run:
                            max_iter=MAX_ITER, **options)
     fun = float(res.fun)
     return Run(fun, float(np.max(np.abs(res.jac))), int(res.nfev), int(res.nit),
-               getattr(res.status, "name", str(res.status)), solved(problem, fun))
+               getattr(res.status, "name", str(res.status)), solved(problem, fun),
+               int(res.nhev), bool(res.success))
 
 
 def run_flatvec(problem: Problem, algo: str, **options: object) -> Run:
@@ -84,18 +90,26 @@ def summarize(rows: dict[str, dict[str, tuple[Run, Run]]], algo: str) -> dict[st
         "geomean_ratio": math.exp(statistics.fmean(map(math.log, ratios))) if ratios else math.nan,
         "nfev": sum(a.nfev for a, b in pairs if a.solved and b.solved),
         "nfev_scipy": sum(b.nfev for a, b in pairs if a.solved and b.solved),
+        "nhev": sum(a.nhev for a, _ in pairs),
+        "nhev_scipy": sum(b.nhev for _, b in pairs),
+        "false_success": sum(a.success and a.gnorm > GTOL for a, _ in pairs),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", nargs="+", default=list(SCIPY_METHOD))
+    parser.add_argument("--algos", nargs="+", default=list(DEFAULT_ALGOS),
+                        choices=list(SCIPY_METHOD))
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
     parser.add_argument("--ftol", type=float, default=None)
+    parser.add_argument("--options", type=json.loads, default={},
+                        help='flatvec algorithm options as JSON, e.g. \'{"forcing": "quadratic"}\'')
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--cache", help="JSON file to keep SciPy's runs in between invocations")
     args = parser.parse_args(argv)
-    options = {} if args.ftol is None else {"ftol": args.ftol}
+    options = dict(args.options)
+    if args.ftol is not None:
+        options["ftol"] = args.ftol
     cache = None
     if args.cache:
         cache = json.load(open(args.cache)) if os.path.exists(args.cache) else {}
@@ -111,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                     json.dump(cache, fh)
             rows[name][algo] = (ours, ref)
             mark = {True: "ok", False: "--"}
-            print(f"{name:30s} n={problem.n:<5d} {algo:5s} "
-                  f"flatvec {ours.nfev:5d} {mark[ours.solved]} f={ours.fun:<12.6g} "
+            print(f"{name:30s} n={problem.n:<5d} {algo:9s} "
+                  f"flatvec {ours.nfev:5d} h{ours.nhev:<5d} {mark[ours.solved]} "
+                  f"f={ours.fun:<12.6g} "
                   f"|g|={ours.gnorm:<9.2e} {ours.status:22s} | "
-                  f"scipy {ref.nfev:5d} {mark[ref.solved]} f={ref.fun:<12.6g} "
+                  f"scipy {ref.nfev:5d} h{ref.nhev:<5d} {mark[ref.solved]} f={ref.fun:<12.6g} "
                   f"|g|={ref.gnorm:<9.2e} {ref.status}", flush=True)
 
     sep = " | " if args.markdown else "  "
@@ -132,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     print("(* = not solved)\n")
     for algo in args.algos:
         s = summarize(rows, algo)
-        print(f"{algo:5s} vs {SCIPY_METHOD[algo]:8s}: solved {s['solved']}/{s['problems']} "
+        print(f"{algo:9s} vs {SCIPY_METHOD[algo]:9s}: solved {s['solved']}/{s['problems']} "
               f"(SciPy {s['solved_scipy']}), nfev ratio median {s['median_ratio']:.3f} "
-              f"geomean {s['geomean_ratio']:.3f}, total nfev {s['nfev']} vs {s['nfev_scipy']}")
+              f"geomean {s['geomean_ratio']:.3f}, total nfev {s['nfev']} vs {s['nfev_scipy']}, "
+              f"total nhev {s['nhev']} vs {s['nhev_scipy']}, "
+              f"success with |g| > gtol: {s['false_success']}")
     return 0
 
 

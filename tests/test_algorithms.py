@@ -27,7 +27,7 @@ GTOL = 1e-6
 # compared with.
 FTOL = {"lbfgs": 2.220446049250313e-09, "cg": 0.0, "bfgs": 0.0}
 # Evaluations on Rosenbrock from (-1.2, 1) with the settings above: a change shows here first.
-PINNED_NFEV = {"lbfgs": 44, "cg": 59, "bfgs": 40}
+PINNED_NFEV = {"lbfgs": 44, "cg": 59, "bfgs": 45}
 
 
 def _minimize(problem, algo, **options):
@@ -63,7 +63,17 @@ CASES = [(a, n) for a in ALGORITHMS for n in ACCEPTANCE
          if not (a == "bfgs" and n == "extended_rosenbrock_1000")]
 # Where flatvec needs more evaluations than SciPy (measured; see tests/compare_suite.py for the
 # whole suite). Strict: a fix shows up as XPASS.
-KNOWN_LOSSES: dict[tuple[str, str], str] = {}
+# BFGS's default is the scale-invariant method (H0 rescaled by N&W eq. 6.20; issue 12), which
+# withdrew the per-problem parity with SciPy's H0 = I: SciPy's choice wins where the problem's
+# curvature happens to be near 1 (the quadratic's smallest eigenvalue is 1) and loses by 10x on
+# extended Rosenbrock (47 against 483 at n = 100). SciPy's choices stay options with SciPy's
+# counts.
+_SCALED = "scale-invariant BFGS default: H0 = I is lucky on this problem's scale"
+KNOWN_LOSSES: dict[tuple[str, str], str] = {
+    ("bfgs", "rosenbrock"): _SCALED,  # 45 vs 40
+    ("bfgs", "powell_singular"): _SCALED,  # 59 vs 46
+    ("bfgs", "quadratic_50"): _SCALED,  # 198 vs 65
+}
 
 
 def _case(algo, name):
@@ -95,12 +105,19 @@ def test_against_scipy_on_acceptance_problems(algo, name, runs):
     ("lbfgs", {"line_search": "strong_wolfe"}),
     ("cg", {"line_search": "more_thuente", "c2": 0.4, "max_first_step": 1.0,
             "descent_check": 0.01, "stop_on_stall": True}),
-    ("bfgs", {"line_search": "strong_wolfe", "scale_h0": True, "first_trial": "unit"}),
+    ("bfgs", {"line_search": "more_thuente", "first_trial": "scipy"}),
 ])
 def test_the_other_line_search_choices_remain_selectable(algo, options):
     res = _minimize(PROBLEMS["rosenbrock"], algo, **options)
     assert res.success and solved(PROBLEMS["rosenbrock"], res.fun)
     assert res.nfev <= 100
+
+
+def test_bfgs_with_unit_h0_makes_scipys_trials(runs):
+    # SciPy's H0 = I stays an option, with SciPy's evaluation count on Rosenbrock.
+    res = _minimize(PROBLEMS["rosenbrock"], "bfgs", scale_h0=False, line_search="more_thuente",
+                    first_trial="scipy")
+    assert res.nfev == runs("rosenbrock", "scipy:bfgs").nfev == 40
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
@@ -213,7 +230,8 @@ def test_bfgs_update_matches_the_product_form(rng):
 def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
     problem = PROBLEMS["quadratic_50"]
     res = _minimize(problem, "lbfgs", memory=4, max_iter=7)
-    state = res.state
+    state = res.state.memory
+    g_end = res.state.g.numpy()
     count, head = int(state.count), int(state.head)
     assert res.nit == 7 and count == 4 and 0 <= head < 4
     # On f = x'Ax/2 - b'x every stored pair has y = A s.
@@ -235,8 +253,8 @@ def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
     np.testing.assert_allclose(sy_chrono[upper], (s[order] @ y[order].T)[upper], rtol=1e-9,
                                atol=1e-12)
     np.testing.assert_allclose(state.yy.numpy(), y @ y.T, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(state.sg.numpy(), s @ state.g.numpy(), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(state.yg.numpy(), y @ state.g.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.sg.numpy(), s @ g_end, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.yg.numpy(), y @ g_end, rtol=1e-9, atol=1e-12)
     # gamma = s'y / y'y of the newest pair (slot head - 1).
     newest = (head - 1) % 4
     assert float(state.gamma) == pytest.approx((s[newest] @ y[newest]) / (y[newest] @ y[newest]))
@@ -245,30 +263,25 @@ def test_lbfgs_memory_holds_the_last_pairs_of_a_quadratic():
 def test_lbfgs_resets_memory_and_retries_along_the_gradient():
     # A stored pair that makes -Hg absurdly long: the one allowed trial fails, the memory is
     # dropped and the step is retried along -gamma g inside the same iteration.
-    def oracle(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            f = 0.5 * tf.reduce_sum(x**2)
-        return f, tape.gradient(f, x)
-
+    oracle = flatvec.Oracle(flatvec.Objective.from_function(lambda x: 0.5 * tf.reduce_sum(x**2)))
     algo = LBFGS(memory=3, max_evals=1)
     x = tf.constant([1.0, 2.0, -1.0], F64)
-    state = algo.init(x, *oracle(x))
+    state = algo.init(x, oracle)
     s_buf = np.zeros((3, 3))
     y_buf = np.zeros((3, 3))
     s_buf[0], y_buf[0] = [1.0, 0.0, 0.0], [1e-8, 0.0, 0.0]
     g = state.g.numpy()
-    state = state._replace(
+    state = state._replace(memory=state.memory._replace(
         s=tf.constant(s_buf), y=tf.constant(y_buf),
         sy=tf.constant(s_buf @ y_buf.T), yy=tf.constant(y_buf @ y_buf.T),
         sg=tf.constant(s_buf @ g), yg=tf.constant(y_buf @ g),
         head=tf.constant(1), count=tf.constant(1), gamma=tf.constant(0.5, F64),
-    )
+    ))
     new = algo.step(state, oracle)
     assert not bool(new.failed)
     np.testing.assert_allclose(new.x.numpy(), x.numpy() / 2)  # -0.5 g, step 1
-    assert int(new.count) == 1  # reset, then the new pair (s = y = -x/2)
-    assert float(new.gamma) == pytest.approx(1.0)
+    assert int(new.memory.count) == 1  # reset, then the new pair (s = y = -x/2)
+    assert float(new.memory.gamma) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("rule", sorted(BETA_RULES))

@@ -147,6 +147,38 @@ def test_torch_mirror_computes_the_same_function(name: str) -> None:
                                rtol=100 * rtol, atol=1e-6 if rtol > 1e-6 else 1e-12)
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+@pytest.mark.parametrize("name", ["logreg-cancer", "mlp-digits-f64", "pinn-poisson-f64"])
+def test_functional_torch_mirror_is_the_closures_function(name: str) -> None:
+    import torch
+
+    from benchmarks.torch_mirror import build_mirror
+
+    inst = problems.build(name)
+    mirror = build_mirror(inst.mirror, inst.spec.dtype)
+    f_closure = float(mirror.closure())
+    g_closure = torch.cat([p.grad.reshape(-1) for p in mirror.params])
+    x = torch.cat([p.detach().reshape(-1) for p in mirror.params]).requires_grad_(True)
+    loss = mirror.fun(x)
+    (g,) = torch.autograd.grad(loss, x)
+    assert float(loss) == pytest.approx(f_closure, rel=1e-12)
+    np.testing.assert_allclose(g.numpy(), g_closure.numpy(), rtol=1e-10, atol=1e-13)
+    f_tf = inst.objective().value_and_gradient(tf.constant(inst.x0, inst.dtype)).value
+    assert float(loss) == pytest.approx(float(f_tf), rel=1e-10)
+
+
+def test_second_order_methods_report_their_products() -> None:
+    from benchmarks.runner import run_grid
+
+    records = run_grid(["logreg-cancer"], ["flatvec:newton-cg", "scipy:Newton-CG"], repeats=0,
+                       quick=True, max_iter=50, log=lambda _: None)
+    ours, ref = records
+    assert ours.error is None and ref.error is None, (ours.error, ref.error)
+    assert ours.nhev > 0 and ref.nhev > 0
+    # A strictly convex problem: both end at its minimum.
+    assert ours.loss == pytest.approx(ref.loss, rel=1e-3)
+
+
 # ---------------------------------------------------------------------- analysis, memory
 def _record(method: str, loss: float, trace: Trace, *, nfev: int, wall: float) -> Record:
     return Record("p", method, "float64", 2, 10, nit=len(trace.loss) - 1, nfev=nfev,

@@ -236,7 +236,7 @@ def test_keras_callbacks_see_iterations_as_epochs_and_can_stop():
     res = flatvec.minimize(quadratic, np.zeros(5), "gd", learning_rate=0.01, callbacks=[rec])
     assert res.status == Status.STOPPED_BY_CALLBACK and res.nit == 3
     assert [e for e, _ in rec.logs] == [0, 1, 2]
-    assert set(rec.logs[0][1]) == {"loss", "grad_norm", "step_size", "nfev"}
+    assert set(rec.logs[0][1]) == {"loss", "grad_norm", "step_size", "nfev", "njev", "nhev"}
     assert rec.logs[-1][1]["loss"] == pytest.approx(res.fun)
 
 
