@@ -71,6 +71,8 @@ class Algorithm:
     """
 
     needs_hvp: ClassVar[bool] = False
+    needs_ggn: ClassVar[bool] = False  # oracle.ggn_vp (Gauss-Newton products)
+    needs_residuals: ClassVar[bool] = False  # oracle.residuals / jacobian / jvp / vjp
     uses_line_search: ClassVar[bool] = True
     stop_reasons: ClassVar[tuple[StopReason, ...]] = ()
 

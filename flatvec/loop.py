@@ -142,6 +142,8 @@ class CompiledLoop:
         self._init_takes_oracle = takes_oracle(algorithm.init)
         self._step = with_autograph(algorithm.step)
         self.oracle = Oracle(objective, needs_hvp=getattr(algorithm, "needs_hvp", False),
+                             needs_ggn=getattr(algorithm, "needs_ggn", False),
+                             needs_residuals=getattr(algorithm, "needs_residuals", False),
                              owner=type(algorithm).__name__)
         self._vars: Carry | None = None
         self._advance_concrete: Any = None

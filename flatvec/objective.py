@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from flatvec.curvature import ggn_terms
 from flatvec.data import Batch, FullBatchData, held_bytes, prepare_data
 from flatvec.space import FlatParamSpace, _is_float_array
 
@@ -33,10 +34,12 @@ class _Terms(NamedTuple):
 
 
 class _Want(NamedTuple):
-    """What a sweep computes besides the value: the gradient, and Hv for tangents ``v``."""
+    """What a sweep computes besides the value: the gradient, and for tangents ``v`` the
+    Hessian-vector product (or, with ``ggn``, the generalized Gauss-Newton product)."""
 
     gradient: bool = True
     tangents: list[tf.Tensor] | None = None
+    ggn: bool = False
 
 
 def with_autograph(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -157,6 +160,41 @@ class Objective:
                    jit_compile=jit_compile)
 
     @classmethod
+    def from_residuals(
+        cls,
+        fun: Callable[[tf.Tensor], tf.Tensor],
+        *,
+        dtype: Any = tf.float64,
+        size: int | None = None,
+        jit_compile: bool = False,
+    ) -> Objective:
+        r"""Least-squares objective :math:`f(x) = \tfrac12 \|r(x)\|^2` of ``fun(x) -> r``
+        (a residual tensor of any shape, flattened), with Jacobian products that never form
+        :math:`J` (:class:`flatvec.residuals.ResidualObjective`).
+
+        Examples
+        --------
+        >>> import tensorflow as tf, flatvec
+        >>> obj = flatvec.Objective.from_residuals(lambda x: tf.stack([x[0] - 1.0, 2.0 * x[1]]))
+        >>> x = tf.constant([0.0, 1.0], tf.float64)
+        >>> float(obj.value_and_gradient(x)[0]), obj.gauss_newton_product(x, x).numpy().tolist()
+        (2.5, [0.0, 4.0])
+        """
+        from flatvec.residuals import ResidualObjective
+
+        if not callable(fun):
+            raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
+        try:
+            floating = tf.as_dtype(dtype).is_floating
+        except TypeError:
+            floating = False
+        if not floating:
+            raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ValueError(f"size: expected a positive int or None, got {size!r}")
+        return ResidualObjective(fun, dtype=dtype, size=size, jit_compile=jit_compile)
+
+    @classmethod
     def from_closure(
         cls,
         loss_fn: Callable[[], tf.Tensor],
@@ -256,8 +294,8 @@ class Objective:
         if strategy is not None:
             data = data._replace(dataset=strategy.experimental_distribute_dataset(data.dataset))
 
-        def batch_loss(batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
-            y_pred = model(batch.x, training=training)
+        def data_loss(batch: Batch, y_pred: Any) -> tuple[tf.Tensor, tf.Tensor]:
+            """The batch's weighted loss sum and element count (no regularization)."""
             losses = tf.cast(loss_fn(batch.y, y_pred), space.dtype)
             n = tf.cast(tf.shape(tf.nest.flatten(batch.x)[0])[0], space.dtype)
             if losses.shape.rank == 0:
@@ -273,13 +311,25 @@ class Objective:
                     losses = losses * _broadcast_weights(batch.sample_weight, losses, space.dtype)
                 loss_sum = tf.reduce_sum(losses)
                 count = tf.cast(tf.size(losses), space.dtype)
-            if model.losses:
-                # Regularization enters each batch weighted by its share, so the total is
-                # counted once whatever the batching.
-                loss_sum += count * tf.cast(tf.add_n(model.losses), space.dtype)
             return loss_sum, count
 
+        def regularization() -> tf.Tensor:
+            # Read after the batch's forward pass (activity regularizers belong to it).
+            if not model.losses:
+                return tf.zeros([], space.dtype)
+            return tf.cast(tf.add_n(model.losses), space.dtype)
+
+        def batch_loss(batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
+            loss_sum, count = data_loss(batch, model(batch.x, training=training))
+            # Regularization enters each batch weighted by its share, so the total is counted
+            # once whatever the batching.
+            return loss_sum + count * regularization(), count
+
         def terms(batch: Batch, want: _Want) -> _Terms:
+            if want.ggn:
+                return ggn_terms(space, lambda: model(batch.x, training=training),
+                                 lambda y_pred: data_loss(batch, y_pred), regularization,
+                                 want.tangents, allow_unused)
             return _differentiate(space, lambda: batch_loss(batch), want, allow_unused)
 
         return cls(space=space, dtype=space.dtype, size=space.size, terms=terms, data=data,
@@ -365,6 +415,24 @@ class Objective:
         self._space.assign(x)
         return self._sweep(_Want(tangents=self._space.unpack(v))).hvp
 
+    @tf.autograph.experimental.do_not_convert
+    def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+        """Traceable generalized Gauss-Newton product ``G v = Jᵀ H_L J v`` (plus the exact
+        Hessian of the regularization), summed over the data like the gradient (one ``nhev``).
+
+        ``J`` is the Jacobian of the model's outputs, ``H_L`` the loss's Hessian in output space
+        (PSD for MSE and cross-entropy, where ``G`` is the Fisher); see
+        :func:`flatvec.curvature.ggn_terms`. Model objectives here; residual objectives
+        (:meth:`from_residuals`) have their own ``JᵀJ v``.
+        """
+        if self._data is None:
+            raise TypeError(
+                "ggn_vp: needs a model objective (Objective.from_model) or residuals "
+                "(Objective.from_residuals); this objective has neither")
+        self.nhev.assign_add(1)
+        self._space.assign(x)
+        return self._sweep(_Want(tangents=self._space.unpack(v), ggn=True)).hvp
+
     def _sweep(self, want: _Want) -> _Terms:
         """Sum batch terms over the whole data and normalize: ``(f, g[, Hv])``."""
         data = self._data
@@ -405,6 +473,12 @@ class Objective:
     def hessian_vector_product(self, x: Any, v: Any) -> tf.Tensor:
         """Compiled ``∇²f(x) v`` (see :meth:`hvp`)."""
         return self._compiled_fn("hvp", self.hvp)(
+            self.check_vector(x, "x"), self.check_vector(v, "v")
+        )
+
+    def gauss_newton_product(self, x: Any, v: Any) -> tf.Tensor:
+        """Compiled ``G v`` (see :meth:`ggn_vp`)."""
+        return self._compiled_fn("ggn", self.ggn_vp)(
             self.check_vector(x, "x"), self.check_vector(v, "v")
         )
 
@@ -499,7 +573,7 @@ def _add_terms(terms: list[_Terms]) -> _Terms:
 
 def _zero_terms(dtype: tf.DType, size: int, want: _Want) -> _Terms:
     zero, zeros, empty = tf.zeros([], dtype), tf.zeros([size], dtype), tf.zeros([0], dtype)
-    return _Terms(zero, zero, zeros if want.gradient else empty,
+    return _Terms(zero, zero, zeros if want.gradient and not want.ggn else empty,
                   zeros if want.tangents is not None else empty)
 
 

@@ -17,8 +17,13 @@ class Oracle:
     (also ``oracle(x)``) one to ``nfev`` and ``njev``, :meth:`hvp` one to ``nhev``. The driver
     reports the three counts and stops on ``max_eval`` against ``nfev + nhev``.
 
+    Least-squares objectives (``Objective.from_residuals``) also give :meth:`residuals`
+    (one ``nfev``), :meth:`jacobian` (dense, one ``njev``), :meth:`jvp`, :meth:`vjp`; those and
+    model objectives give :meth:`ggn_vp`, the Gauss-Newton product (one ``nhev`` each).
+
     A product the algorithm did not declare raises a ``TypeError`` when the step is traced:
-    Hessian-vector products need ``needs_hvp = True`` on the algorithm's class (or instance).
+    Hessian-vector products need ``needs_hvp = True`` on the algorithm's class (or instance),
+    Gauss-Newton products ``needs_ggn``, residuals and Jacobians ``needs_residuals``.
 
     Parameters
     ----------
@@ -30,10 +35,28 @@ class Oracle:
         The algorithm's name, for the error message.
     """
 
-    def __init__(self, objective: Any, *, needs_hvp: bool = False, owner: str = "algorithm"):
+    def __init__(self, objective: Any, *, needs_hvp: bool = False, needs_ggn: bool = False,
+                 needs_residuals: bool = False, owner: str = "algorithm"):
         self._objective = objective
-        self._needs_hvp = bool(needs_hvp)
+        self._declared = {"hvp": bool(needs_hvp), "ggn": bool(needs_ggn),
+                          "residuals": bool(needs_residuals)}
         self._owner = owner
+
+    @property
+    def has_residuals(self) -> bool:
+        """Whether the objective is a residual (least-squares) one."""
+        return hasattr(self._objective, "residuals")
+
+    def _check(self, kind: str, flag: str, method: str) -> Any:
+        if not self._declared[kind]:
+            raise TypeError(
+                f"{self._owner}: calls oracle.{method} but does not declare {flag} = True "
+                "(set it on the class so the driver can plan for these products)")
+        fn = getattr(self._objective, method, None)
+        if fn is None:
+            raise TypeError(f"{self._owner}: needs oracle.{method}, which this objective lacks "
+                            "(build it with flatvec.Objective.from_residuals)")
+        return fn
 
     @property
     def dtype(self) -> tf.DType:
@@ -52,9 +75,25 @@ class Oracle:
 
     def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """``∇²f(x) v`` (one ``nhev``); only for algorithms that declare ``needs_hvp``."""
-        if not self._needs_hvp:
-            raise TypeError(
-                f"{self._owner}: calls oracle.hvp but does not declare needs_hvp = True "
-                "(set it on the class so the driver can plan for Hessian-vector products)"
-            )
-        return self._objective.hvp(x, v)
+        return self._check("hvp", "needs_hvp", "hvp")(x, v)
+
+    def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+        """Gauss-Newton product ``G v`` (one ``nhev``); algorithms that declare ``needs_ggn``."""
+        return self._check("ggn", "needs_ggn", "ggn_vp")(x, v)
+
+    def residuals(self, x: tf.Tensor) -> tf.Tensor:
+        """``r(x)`` (one ``nfev``); algorithms that declare ``needs_residuals``."""
+        return self._check("residuals", "needs_residuals", "residuals")(x)
+
+    def jacobian(self, x: tf.Tensor) -> tf.Tensor:
+        """Dense ``J(x)``, ``[m, n]`` (one ``njev``); algorithms that declare
+        ``needs_residuals``."""
+        return self._check("residuals", "needs_residuals", "jacobian")(x)
+
+    def jvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+        """``J v`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
+        return self._check("residuals", "needs_residuals", "jvp")(x, v)
+
+    def vjp(self, x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+        """``Jᵀ u`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
+        return self._check("residuals", "needs_residuals", "vjp")(x, u)

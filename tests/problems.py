@@ -39,6 +39,8 @@ class Problem:
         Known local minimum values, best first (empty when none is known).
     xmin : numpy.ndarray or None
         A known minimizer, where one is known exactly.
+    residuals : callable or None
+        For the MGH least-squares problems, ``r(x)`` with ``fun = sum(r**2)``.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Problem:
     x0: np.ndarray
     fmin: tuple[float, ...] = ()
     xmin: np.ndarray | None = field(default=None, compare=False)
+    residuals: Callable[[tf.Tensor], tf.Tensor] | None = field(default=None, compare=False)
 
     @property
     def n(self) -> int:
@@ -359,7 +362,8 @@ def _quadratic(n: int = 50, cond: float = 1e3) -> Problem:
 
 def _mgh(name, residuals, x0, fmin=(0.0,), xmin=None) -> Problem:
     return Problem(name, _least_squares(residuals), np.asarray(x0, dtype=np.float64),
-                   tuple(fmin), None if xmin is None else np.asarray(xmin, dtype=np.float64))
+                   tuple(fmin), None if xmin is None else np.asarray(xmin, dtype=np.float64),
+                   residuals)
 
 
 def _tile(block, n):

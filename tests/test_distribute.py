@@ -73,6 +73,7 @@ SCRIPT = textwrap.dedent(
             res[key] = {"f": float(f), "g": g.numpy().tolist()}
             if with_hvp:
                 res[key]["hv"] = obj.hessian_vector_product(x, tf.constant(v)).numpy().tolist()
+                res[key]["gv"] = obj.gauss_newton_product(x, tf.constant(v)).numpy().tolist()
             res[key]["nfev"] = int(obj.nfev)
         res["replicas_seen"] = sorted(set(int(r) for r in replicas_seen))  # while tracing
         out[name] = res
@@ -134,6 +135,7 @@ def test_mirrored_equals_single_device(results, case):
     np.testing.assert_allclose(dist["g"], single["g"], rtol=1e-11, atol=1e-14)
     if "hv" in single:
         np.testing.assert_allclose(dist["hv"], single["hv"], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(dist["gv"], single["gv"], rtol=1e-10, atol=1e-13)
     assert dist["nfev"] == single["nfev"] == 1
 
 
