@@ -203,7 +203,7 @@ class LevenbergMarquardt(Algorithm):
         )
 
     def _step_dense(self, state: LMState, oracle: Oracle) -> LMState:
-        """Moré's trust-region form (MINPACK's ``lmder``): the damping is the one that puts
+        r"""Moré's trust-region form (MINPACK's ``lmder``): the damping is the one that puts
         the step on the boundary :math:`\|D p\| = \Delta` (:math:`\lambda = 0`, the
         Gauss-Newton step, when that step lies inside)."""
         x, f, g, radius = state.x, state.f, state.g, state.radius

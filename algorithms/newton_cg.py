@@ -45,8 +45,8 @@ from .line_search import LineSearch, Restarted, dot, machine_eps, repeat_decreas
 from .line_search_method import Direction, LineSearchMethod, LineSearchState, Proposal
 from .searches import make_line_search
 
-__all__ = ["GaussNewton", "NewtonCG", "NewtonCGMemory", "TruncatedNewtonDirection", "check_inner_options",
-           "forcing_tolerance", "truncated_cg"]
+__all__ = ["GaussNewton", "NewtonCG", "NewtonCGMemory", "TruncatedNewtonDirection",
+           "check_inner_options", "forcing_tolerance", "truncated_cg"]
 
 FORCING = ("quadratic", "superlinear")
 
