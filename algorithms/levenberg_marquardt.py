@@ -50,7 +50,7 @@ import tensorflow as tf
 from flatvec.algorithm import Algorithm, Oracle
 from flatvec.status import StopReason
 
-from .line_search import dot, is_finite
+from .line_search import dot
 from .newton_cg import check_inner_options, forcing_tolerance, truncated_cg
 
 __all__ = ["LMState", "LevenbergMarquardt"]
@@ -178,15 +178,13 @@ class LevenbergMarquardt(Algorithm):
             return self._step_cg(state, oracle)
         return self._step_dense(state, oracle)
 
-    def _finish(self, state: LMState, p: tf.Tensor, predicted: tf.Tensor, f_new: tf.Tensor,
-                new_point: Any, iterations: tf.Tensor) -> LMState:
-        """Gain ratio, acceptance and the damping update; ``new_point(accept)`` gives
-        ``(g, scale, jtj)`` at the new point (evaluated only when accepted)."""
+    def _nielsen(self, state: LMState, p: tf.Tensor, predicted: tf.Tensor, f_new: tf.Tensor,
+                 g_new: tf.Tensor, iterations: tf.Tensor) -> LMState:
+        """Gain ratio, acceptance and Nielsen's damping update (the matrix-free path)."""
         x, f, lam, nu = state.x, state.f, state.damping, state.nu
         rho = (f - f_new) / tf.where(predicted > 0, predicted, tf.ones_like(f))
-        accept = tf.math.is_finite(f_new) & (predicted > 0) & (rho > 0) & tf.math.is_finite(rho)
-        g_new, scale, jtj = new_point(accept)
-        accept = accept & tf.reduce_all(tf.math.is_finite(g_new))
+        accept = (tf.math.is_finite(f_new) & (predicted > 0) & (rho > 0) & tf.math.is_finite(rho)
+                  & tf.reduce_all(tf.math.is_finite(g_new)))
         shrink = tf.maximum(tf.constant(1.0 / 3.0, f.dtype), 1.0 - (2.0 * rho - 1.0) ** 3)
         lam_new = tf.where(accept, lam * shrink, lam * nu)
         nu_new = tf.where(accept, 2.0 * tf.ones_like(nu), 2.0 * nu)
@@ -198,8 +196,8 @@ class LevenbergMarquardt(Algorithm):
         return LMState(
             keep(x + p, x), keep(f_new, f), keep(g_new, state.g),
             tf.where(accept, tf.norm(p), tf.zeros_like(f)), accept, tf.cast(stop, tf.int32),
-            lam_new, nu_new, state.radius, state.damping_limit, scale, jtj, state.dense,
-            iterations,
+            lam_new, nu_new, state.radius, state.damping_limit, state.scale, state.jtj,
+            state.dense, iterations,
         )
 
     def _step_dense(self, state: LMState, oracle: Oracle) -> LMState:
@@ -254,12 +252,7 @@ class LevenbergMarquardt(Algorithm):
         # decrease -(g'p + p'Gp/2) is (lam p'p - g'p) / 2 without another product.
         predicted = 0.5 * (lam * dot(p, p) - dot(p, g))
         f_new, g_new = oracle(x + p)
-        f_new = tf.where(is_finite(f_new, g_new), f_new, tf.constant(float("nan"), x.dtype))
-
-        def new_point(accept: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            return g_new, state.scale, state.jtj
-
-        return self._finish(state, p, predicted, f_new, new_point, iterations)
+        return self._nielsen(state, p, predicted, f_new, g_new, iterations)
 
 
 def _boundary_step(jtj: tf.Tensor, g: tf.Tensor, d: tf.Tensor,

@@ -16,6 +16,8 @@ the same start point, data and dtype.
   Hessian-vector products of the same objective; beside them ``scipy:Newton-CG``,
   ``scipy:trust-ncg`` and ``scipy:trust-krylov`` with ``hessp`` from the same objective (SciPy's
   Newton-CG has no gradient test: it stops on its ``xtol``, default 1e-5).
+- ``flatvec:gauss-newton``, ``flatvec:lm``: the least-squares methods on generalized
+  Gauss-Newton products of the same model objective (matrix-free; not in the default set).
 - ``torchmin:newton-cg``, ``torchmin:trust-ncg``: pytorch-minimize's ``minimize(method=...)``
   on a functional PyTorch mirror (``pip install pytorch-minimize``; where a problem has one),
   ``gtol`` on ``||g||_inf`` as ``gtol``, SciPy's other defaults.
@@ -121,6 +123,8 @@ METHODS: dict[str, Method] = {
         Method("torch:lbfgs", "torch"),
         Method("flatvec:newton-cg", "flatvec"),
         Method("flatvec:trust-ncg", "flatvec"),
+        Method("flatvec:gauss-newton", "flatvec"),
+        Method("flatvec:lm", "flatvec"),
         Method("scipy:Newton-CG", "scipy"),
         Method("scipy:trust-ncg", "scipy"),
         Method("scipy:trust-krylov", "scipy"),

@@ -305,7 +305,9 @@ DATA_PATH = ("flatvec:lbfgs", "scipy:L-BFGS-B", "torch:lbfgs")
 NETWORK_METHODS = ("flatvec:lbfgs", "flatvec:lbfgs-xla", "flatvec:cg", "flatvec:bfgs",
                    "scipy:L-BFGS-B", "scipy:CG", "scipy:BFGS", "tfp:lbfgs", "torch:lbfgs")
 CNN_METHODS = ("flatvec:lbfgs", "scipy:L-BFGS-B", "torch:lbfgs")
-# Newton-type methods beside their SciPy and pytorch-minimize twins (Hessian-vector products).
+# Newton-type methods beside their SciPy and pytorch-minimize twins (Hessian-vector products);
+# in the default set on the small problems only: on the digits MLP each method takes minutes
+# (`--methods` runs them there).
 SECOND_ORDER = ("flatvec:newton-cg", "flatvec:trust-ncg", "scipy:Newton-CG", "scipy:trust-ncg",
                 "scipy:trust-krylov", "torchmin:newton-cg", "torchmin:trust-ncg")
 
@@ -321,7 +323,7 @@ _SPECS = [
                  1e-5, 0.5, network=True, default_methods=NETWORK_METHODS),
      lambda s, seed: _mlp(s, seed, None)),
     (ProblemSpec("mlp-digits-f64", "MLP 64-128-128-10, digits, one batch", "float64", 120,
-                 1e-5, 0.5, network=True, default_methods=NETWORK_METHODS + SECOND_ORDER),
+                 1e-5, 0.5, network=True, default_methods=NETWORK_METHODS),
      lambda s, seed: _mlp(s, seed, None)),
     (ProblemSpec("mlp-digits-f32-ds256", "MLP, digits, tf.data batch 256", "float32", 120,
                  1e-5, 0.5, network=True, default_methods=DATA_PATH),
@@ -332,7 +334,7 @@ _SPECS = [
     (ProblemSpec("cnn-digits-f32", "CNN 2 conv + 3 dense, digits", "float32", 100, 1e-5, 0.2,
                  network=True, default_methods=CNN_METHODS), _cnn),
     (ProblemSpec("pinn-poisson-f64", "PINN 1-32-32-1, u''=f on (0,1)", "float64", 200, 1e-6,
-                 1e-4, network=True, default_methods=NETWORK_METHODS + SECOND_ORDER), _pinn),
+                 1e-4, network=True, default_methods=NETWORK_METHODS), _pinn),
 ]
 
 PROBLEMS: dict[str, ProblemSpec] = {spec.name: spec for spec, _ in _SPECS}
