@@ -146,16 +146,7 @@ class Objective:
         >>> float(f), g.numpy().tolist()
         (5.0, [2.0, 4.0])
         """
-        if not callable(fun):
-            raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
-        try:
-            floating = tf.as_dtype(dtype).is_floating
-        except TypeError:
-            floating = False
-        if not floating:
-            raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise ValueError(f"size: expected a positive int or None, got {size!r}")
+        _check_function_options(fun, dtype, size)
         return cls(space=None, dtype=dtype, size=size, fun=with_autograph(fun),
                    jit_compile=jit_compile)
 
@@ -182,16 +173,7 @@ class Objective:
         """
         from flatvec.residuals import ResidualObjective
 
-        if not callable(fun):
-            raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
-        try:
-            floating = tf.as_dtype(dtype).is_floating
-        except TypeError:
-            floating = False
-        if not floating:
-            raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise ValueError(f"size: expected a positive int or None, got {size!r}")
+        _check_function_options(fun, dtype, size)
         return ResidualObjective(fun, dtype=dtype, size=size, jit_compile=jit_compile)
 
     @classmethod
@@ -537,6 +519,20 @@ def _differentiate(
         loss_sum, count, g = value_and_grad()
     hv = acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return _Terms(loss_sum, count, g, hv)
+
+
+def _check_function_options(fun: Any, dtype: Any, size: Any) -> None:
+    """The checks shared by the function and residual constructors."""
+    if not callable(fun):
+        raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
+    try:
+        floating = tf.as_dtype(dtype).is_floating
+    except TypeError:
+        floating = False
+    if not floating:
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise ValueError(f"size: expected a positive int or None, got {size!r}")
 
 
 def _check_scalar(f: Any, name: str = "fun") -> None:
