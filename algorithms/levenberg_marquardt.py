@@ -72,8 +72,11 @@ class LMState(NamedTuple):
     nu: tf.Tensor  # Nielsen's growth factor (cg path)
     radius: tf.Tensor  # the trust radius Delta on ||D p|| (dense path; 0 on the cg path)
     damping_limit: tf.Tensor  # 1e16 x the first damping (cg path)
-    scale: tf.Tensor  # D: [n] (dense path) or [0]
-    jtj: tf.Tensor  # J'J at x: [n, n] (dense path) or [0, 0]
+    scale: tf.Tensor  # D^2: [n] (dense path) or [0]
+    # D^-1 J'J D^-1 = V diag(values) V' at x (dense path; [n] and [n, n], else [0], [0, 0]):
+    # computed once per accepted point, reused by the rejected trials from it.
+    eig_values: tf.Tensor
+    eig_vectors: tf.Tensor
     dense: tf.Tensor  # bool: which path runs (constant for a run)
     cg_iterations: tf.Tensor  # int32, of the last solve (cg path)
 
@@ -157,6 +160,7 @@ class LevenbergMarquardt(Algorithm):
             f, g = 0.5 * dot(r, r), tf.linalg.matvec(jac, r, transpose_a=True)
             jtj = tf.linalg.matmul(jac, jac, transpose_a=True)
             scale = tf.linalg.diag_part(jtj)
+            values, vectors = _scaled_eigen(jtj, scale)
             # The trust radius (MINPACK's factor 100 times |D x0|, or 100 at x0 = 0).
             dx = tf.norm(tf.sqrt(scale) * x)
             radius = 100.0 * tf.where(dx > 0, dx, one)
@@ -167,14 +171,15 @@ class LevenbergMarquardt(Algorithm):
             gg = dot(g, g)
             rayleigh = tf.where(gg > 0, ggg / tf.where(gg > 0, gg, one), one)
             damping = self.tau * tf.where(rayleigh > 0, rayleigh, one)
-            scale, jtj, radius = tf.zeros([0], x.dtype), tf.zeros([0, 0], x.dtype), zero
+            scale = values = tf.zeros([0], x.dtype)
+            vectors, radius = tf.zeros([0, 0], x.dtype), zero
         return LMState(x, f, g, zero, tf.constant(True), tf.zeros([], tf.int32), damping,
-                       2.0 * one, radius, 1e16 * damping, scale, jtj, tf.constant(dense),
-                       tf.zeros([], tf.int32))
+                       2.0 * one, radius, 1e16 * damping, scale, values, vectors,
+                       tf.constant(dense), tf.zeros([], tf.int32))
 
     # ------------------------------------------------------------------ iteration
     def step(self, state: LMState, oracle: Oracle) -> LMState:
-        if state.jtj.shape[0] == 0:  # static: the path chosen at init
+        if state.eig_vectors.shape[0] == 0:  # static: the path chosen at init
             return self._step_cg(state, oracle)
         return self._step_dense(state, oracle)
 
@@ -196,8 +201,8 @@ class LevenbergMarquardt(Algorithm):
         return LMState(
             keep(x + p, x), keep(f_new, f), keep(g_new, state.g),
             tf.where(accept, tf.norm(p), tf.zeros_like(f)), accept, tf.cast(stop, tf.int32),
-            lam_new, nu_new, state.radius, state.damping_limit, state.scale, state.jtj,
-            state.dense, iterations,
+            lam_new, nu_new, state.radius, state.damping_limit, state.scale, state.eig_values,
+            state.eig_vectors, state.dense, iterations,
         )
 
     def _step_dense(self, state: LMState, oracle: Oracle) -> LMState:
@@ -205,23 +210,27 @@ class LevenbergMarquardt(Algorithm):
         the step on the boundary :math:`\|D p\| = \Delta` (:math:`\lambda = 0`, the
         Gauss-Newton step, when that step lies inside)."""
         x, f, g, radius = state.x, state.f, state.g, state.radius
-        d = tf.sqrt(tf.maximum(state.scale, 1e-30 + 1e-12 * tf.reduce_max(state.scale)))
-        p, lam = _boundary_step(state.jtj, g, d, radius)
+        values, vectors = state.eig_values, state.eig_vectors
+        d = _scaling(state.scale)
+        p, lam = _boundary_step(values, vectors, g, d, radius)
         dp = tf.norm(d * p)
-        predicted = -(dot(g, p) + 0.5 * dot(p, tf.linalg.matvec(state.jtj, p)))
+        vdp = tf.linalg.matvec(vectors, d * p, transpose_a=True)
+        predicted = -(dot(g, p) + 0.5 * tf.reduce_sum(values * vdp * vdp))  # p'J'Jp on V
         r_new = oracle.residuals(x + p)
         f_new = 0.5 * dot(r_new, r_new)
         rho = (f - f_new) / tf.where(predicted > 0, predicted, tf.ones_like(f))
         usable = tf.math.is_finite(f_new) & (predicted > 0) & tf.math.is_finite(rho)
         accept = usable & (rho > 1e-4)
 
-        def evaluate() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        def evaluate() -> tuple[tf.Tensor, ...]:
             jac = oracle.jacobian(x + p)
             jtj = tf.linalg.matmul(jac, jac, transpose_a=True)
-            return (tf.linalg.matvec(jac, r_new, transpose_a=True),
-                    tf.maximum(state.scale, tf.linalg.diag_part(jtj)), jtj)
+            scale = tf.maximum(state.scale, tf.linalg.diag_part(jtj))
+            return (tf.linalg.matvec(jac, r_new, transpose_a=True), scale,
+                    *_scaled_eigen(jtj, scale))
 
-        g_new, scale, jtj = tf.cond(accept, evaluate, lambda: (g, state.scale, state.jtj))
+        g_new, scale, values_new, vectors_new = tf.cond(
+            accept, evaluate, lambda: (g, state.scale, values, vectors))
         accept = accept & tf.reduce_all(tf.math.is_finite(g_new))
         # MINPACK's radius update: shrink (to at most 10 |Dp|) on a poor ratio, grow to 2 |Dp|
         # on a good one or after a Gauss-Newton step that did not reach the boundary.
@@ -238,7 +247,8 @@ class LevenbergMarquardt(Algorithm):
             keep(x + p, x), keep(f_new, f), keep(g_new, g),
             tf.where(accept, tf.norm(p), tf.zeros_like(f)), accept, tf.cast(stop, tf.int32),
             lam, state.nu, radius_new, state.damping_limit, keep(scale, state.scale),
-            keep(jtj, state.jtj), state.dense, state.cg_iterations,
+            keep(values_new, values), keep(vectors_new, vectors), state.dense,
+            state.cg_iterations,
         )
 
     def _step_cg(self, state: LMState, oracle: Oracle) -> LMState:
@@ -255,23 +265,35 @@ class LevenbergMarquardt(Algorithm):
         return self._nielsen(state, p, predicted, f_new, g_new, iterations)
 
 
-def _boundary_step(jtj: tf.Tensor, g: tf.Tensor, d: tf.Tensor,
+def _scaling(scale: tf.Tensor) -> tf.Tensor:
+    """Marquardt's :math:`D` from :math:`D^2` (a floor keeps a zero column of J from making
+    the scaled system singular)."""
+    return tf.sqrt(tf.maximum(scale, 1e-30 + 1e-12 * tf.reduce_max(scale)))
+
+
+def _scaled_eigen(jtj: tf.Tensor, scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    r"""The eigendecomposition of :math:`D^{-1} J^\top J D^{-1}`, eigenvalues clipped at 0."""
+    d = _scaling(scale)
+    s = jtj / (d[:, None] * d[None, :])
+    values, vectors = tf.linalg.eigh(0.5 * (s + tf.transpose(s)))
+    return tf.maximum(values, 0.0), vectors
+
+
+def _boundary_step(lam_s: tf.Tensor, v: tf.Tensor, g: tf.Tensor, d: tf.Tensor,
                    radius: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     r"""The Levenberg–Marquardt step :math:`p = -(J^\top J + \lambda D^2)^{-1} g` with the
     least :math:`\lambda \ge 0` such that :math:`\|D p\| \le 1.1\, \Delta`, and that
     :math:`\lambda`.
 
-    On the eigendecomposition :math:`D^{-1} J^\top J D^{-1} = V \Lambda V^\top` every
-    :math:`\lambda` costs a vector operation: :math:`\|Dp\| = \|c / (\Lambda + \lambda)\|`,
-    :math:`c = V^\top D^{-1} g`. The boundary :math:`\lambda` is found by Newton's method on
+    On the eigendecomposition :math:`D^{-1} J^\top J D^{-1} = V \Lambda V^\top`
+    (:func:`_scaled_eigen`) every :math:`\lambda` costs a vector operation:
+    :math:`\|Dp\| = \|c / (\Lambda + \lambda)\|`, :math:`c = V^\top D^{-1} g`. The
+    boundary :math:`\lambda` is found by Newton's method on
     :math:`1/\Delta - 1/\|D p(\lambda)\|` (Moré & Sorensen), which increases monotonically
     to the root from :math:`\lambda = 0`; directions of zero curvature are dropped from the
     Gauss-Newton step (a pseudo-inverse).
     """
-    s = jtj / (d[:, None] * d[None, :])
-    lam_s, v = tf.linalg.eigh(0.5 * (s + tf.transpose(s)))
     top = tf.reduce_max(lam_s)
-    lam_s = tf.maximum(lam_s, 0.0)
     c = tf.linalg.matvec(v, g / d, transpose_a=True)
     eps = 1e-14 * tf.maximum(top, tf.ones_like(top) * 1e-300)
     live = lam_s > eps
