@@ -95,7 +95,9 @@ class Backtracking:
             xa = x + a * d
             fa, ga = oracle(xa)
             finite = is_finite(fa, ga)
-            ok = finite & (fa <= f + self.c1 * a * d0)
+            # A step too small to change x is no step: "accepting" it would pass off a
+            # failed search (one that backed off from non-finite trials, say) as convergence.
+            ok = finite & (fa <= f + self.c1 * a * d0) & tf.reduce_any(tf.not_equal(xa, x))
             t = quadratic_minimizer(zero, f, d0, a, fa)
             t = tf.where(finite & tf.math.is_finite(t), t, rho_lo * a)
             trial = tf.clip_by_value(t, rho_lo * a, rho_hi * a)

@@ -4,6 +4,10 @@ Keep Keras-using code out of this file: once ``flatvec.keras`` is imported, the 
 in this namespace is that submodule, not the Keras package.
 """
 
+from flatvec.versions import check_versions
+
+check_versions()  # before anything relies on a private TensorFlow/Keras hook
+
 from flatvec.algorithm import (
     Algorithm,
     UpdateRule,

@@ -56,6 +56,31 @@ def _as_batch(element: Any, where: str) -> Batch:
     return Batch(element[0], element[1], element[2] if len(element) == 3 else None)
 
 
+def _spec(batch: Batch) -> list[tuple[str, tuple, tf.DType]]:
+    """Per tensor of a batch: field, shape past the batch axis, dtype."""
+    out = []
+    for field, part in zip(Batch._fields, batch):
+        for t in () if part is None else tf.nest.flatten(part):
+            out.append((field, tuple(t.shape[1:]), t.dtype))
+    return out
+
+
+def check_batches_agree(batches: list[Batch]) -> None:
+    """Every batch must have the first's structure, dtypes and shapes past the batch axis.
+
+    ``tf.data`` keeps the structure of a concatenation but not its shapes: labels of another
+    width in some batches would otherwise be broadcast against the model's output silently.
+    """
+    first = _spec(batches[0])
+    for i, batch in enumerate(batches[1:], start=1):
+        spec = _spec(batch)
+        if spec != first:
+            raise ValueError(
+                f"dataset: batch {i} does not match batch 0 (field, shape past the batch axis, "
+                f"dtype): {[(f, s, d.name) for f, s, d in spec]} vs "
+                f"{[(f, s, d.name) for f, s, d in first]}")
+
+
 def _nbytes(batch: Batch) -> int:
     total = 0
     for part in tf.nest.flatten(tuple(batch)):
@@ -94,7 +119,10 @@ def prepare_data(
         n = int(arrays[0].shape[0])
         if any(int(a.shape[0]) != n for a in arrays):
             raise ValueError("dataset: x, y and sample_weight must have the same first dimension")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (isinstance(batch_size, bool)
+                                       or not isinstance(batch_size, (int, np.integer))):
+            raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         data = tf.data.Dataset.from_tensor_slices(tuple(arrays)).batch(batch_size or n)
     elif not isinstance(data, tf.data.Dataset):
@@ -121,6 +149,7 @@ def prepare_data(
         batches.append(batch)
     if not batches:
         raise ValueError("dataset: is empty")
+    check_batches_agree(batches)
     num_samples = sum(int(tf.shape(tf.nest.flatten(b.x)[0])[0]) for b in batches)
     if len(batches) <= MAX_UNROLLED_BATCHES:
         return FullBatchData(tuple(batches), None, None, None, num_samples)

@@ -31,13 +31,14 @@ MAX_AUTO_BLOCK = 64  # = loop.MAX_ROWS, so that the history keeps every iteratio
 
 
 def _check_options(
-    gtol: Any, ftol: Any, max_iter: Any, max_eval: Any, steps_per_call: Any, verbose: Any
+    gtol: Any, ftol: Any, max_iter: Any, max_eval: Any, steps_per_call: Any, verbose: Any,
+    jit_compile: Any = False,
 ) -> None:
     for name, value in (("gtol", gtol), ("ftol", ftol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-            raise TypeError(f"{name}: expected a non-negative number, got {value!r}")
-        if not value >= 0:
-            raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name}: expected a finite non-negative number, got {value!r}")
+        if not (value >= 0 and np.isfinite(value)):
+            raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
     for name, value, low in (
         ("max_iter", max_iter, 0),
         ("max_eval", max_eval, 1),
@@ -52,6 +53,38 @@ def _check_options(
             raise TypeError(f"{name}: expected an int >= {low}, got {value!r}")
         if value < low:
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    if not isinstance(jit_compile, (bool, np.bool_)):
+        raise TypeError(f"jit_compile: expected True or False, got {jit_compile!r}")
+
+
+def _check_data_options(batch_size: Any, training: Any, in_memory: Any) -> None:
+    """Here and not only where the objective is built: a cached objective is looked up by
+    these values, and 0 == False, 4.0 == 4 would find one."""
+    if not isinstance(training, bool):
+        raise TypeError(f"training: expected a bool, got {training!r}")
+    if in_memory is not None and not isinstance(in_memory, bool):
+        raise TypeError(f"in_memory: expected True, False or None, got {in_memory!r}")
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+
+
+def _check_initial_state(state: Any) -> None:
+    """A previous result's ``state``: a NamedTuple with a finite 1-D float ``x``."""
+    if state is None:
+        return
+    if not (isinstance(state, tuple) and hasattr(state, "_fields") and "x" in state._fields):
+        raise TypeError(
+            "initial_state: expected an algorithm state (a previous result's .state, a "
+            f"NamedTuple with a field x), got {type(state).__name__}")
+    try:
+        x = np.asarray(state.x)
+    except Exception as err:  # a symbolic tensor, for one
+        raise TypeError(f"initial_state: its x is not a concrete array ({err})") from err
+    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
+        raise ValueError("initial_state: its x must be a finite float vector")
 
 
 def minimize(
@@ -151,8 +184,12 @@ def minimize(
     >>> res.success, [round(v, 6) for v in res.x]
     (True, [1.0, 1.0])
     """
+    # Every argument is checked here or while the objective is built, before any variable is
+    # touched or anything is traced.
     _check_options(gtol, 0.0 if ftol is None else ftol, max_iter, max_eval, steps_per_call,
-                   verbose)
+                   verbose, jit_compile)
+    _check_initial_state(initial_state)
+    _check_data_options(batch_size, training, in_memory)
     objective_options = {
         "batch_size": batch_size,
         "training": training,
@@ -205,7 +242,7 @@ def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
         loop = CompiledLoop(algorithm, objective, jit_compile=jit_compile)
         curvature = any(getattr(algorithm, flag, False)
                         for flag in ("needs_hvp", "needs_ggn", "needs_residuals"))
-        if (shareable and objective.strategy is None and not curvature
+        if (shareable and graph_reuse.enabled() and objective.strategy is None and not curvature
                 and objective.data_bytes <= graph_reuse.MAX_DATA_BYTES):
             objective_graph = graph_reuse.trace_objective(objective, x0)
             if objective_graph is not None:
@@ -253,13 +290,19 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
     sizes = _BlockSize(steps_per_call, reporter.has_callbacks)
     loop.set_block(sizes.fixed or 1)
     t0 = time.perf_counter()
-    if initial_state is not None:
-        x = objective.check_vector(tf.convert_to_tensor(initial_state.x), "initial_state.x")
-        info = loop.start(x, rule, initial_state)  # the point is evaluated once more for the report
-    else:
-        info = loop.start(problem.x0, rule)
+    try:
+        if initial_state is not None:
+            x = objective.check_vector(tf.convert_to_tensor(initial_state.x), "initial_state.x")
+            info = loop.start(x, rule, initial_state)  # evaluated once more for the report
+        else:
+            info = loop.start(problem.x0, rule)
+    except BaseException:
+        # Interrupted (or failed) while tracing or evaluating the start point: nothing was
+        # accepted yet, so the variables go back to where they were.
+        if objective.space is not None:
+            objective.space.assign(problem.x0)
+        raise
     values = info.values.numpy()  # the one host transfer per call
-    reporter.begin(values, time.perf_counter() - t0)
     reasons = tuple(getattr(algorithm, "stop_reasons", ()))
     status, reason = decode_status(int(values[STATUS_COLUMN]), reasons)
 
@@ -268,6 +311,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         return carry.state.x.numpy(), carry.state.g.numpy()
 
     try:
+        reporter.begin(values, time.perf_counter() - t0)
         elapsed = time.perf_counter() - t0
         while status is Status.RUNNING:
             rows = loop.advance().values.numpy()  # the one host transfer per call
@@ -287,7 +331,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         if objective.space is not None:
             objective.space.assign(carry.best_x)
     result = _result(carry, status, reason, objective, reporter.history,
-                     type(algorithm).__name__)
+                     type(algorithm).__name__, loop.nonfinite.numpy())
     reporter.end(result)
     return result
 
@@ -302,9 +346,16 @@ def _report_rows(reporter, rows, previous, before, after, point) -> bool:
     return reporter.iteration(rows[-1], int(rows[-1, NIT_COLUMN]), after, point)
 
 
-def _result(carry, status, reason, objective, history, method) -> OptimizeResult:
+def _result(carry, status, reason, objective, history, method, nonfinite) -> OptimizeResult:
     """``reason``: the algorithm's own :class:`~flatvec.status.StopReason` when it stopped the
-    run (status ``ALGORITHM_STOP``; its message and success are the result's)."""
+    run (status ``ALGORITHM_STOP``; its message and success are the result's).
+    ``nonfinite``: the loop's counts of non-finite evaluations and products."""
+    message = status.message if reason is None else reason.message
+    evaluations, products = (int(n) for n in nonfinite)
+    if evaluations or products:
+        nfev, nhev = int(objective.nfev.numpy()), int(objective.nhev.numpy())
+        message += (f" Non-finite results: {evaluations} of {nfev} evaluations"
+                    f"{f', {products} of {nhev} curvature products' if products else ''}.")
     return OptimizeResult(
         x=carry.best_x.numpy(),
         fun=float(carry.best_f.numpy()),
@@ -315,7 +366,8 @@ def _result(carry, status, reason, objective, history, method) -> OptimizeResult
         nhev=int(objective.nhev.numpy()),
         status=status,
         success=status.success if reason is None else reason.success,
-        message=status.message if reason is None else reason.message,
+        message=message,
+        nonfinite_evals=evaluations + products,
         history=history,
         state=carry.state,
         method=method,

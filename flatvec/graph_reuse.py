@@ -26,21 +26,25 @@ part. At most :data:`MAX_TEMPLATES` entries are kept, least recently used droppe
 keeps the in-memory data of the run that traced it alive (the model's variables are freed with
 the model). The functions are run through ``ConcreteFunction._call_flat``, the one place
 TensorFlow lets the captured inputs of a call be chosen; should a TensorFlow version lack it,
-loops trace as before.
+loops trace as before. :func:`enabled` is the switch: off with ``FLATVEC_GRAPH_REUSE=0``, and
+off on TensorFlow/Keras versions outside the tested ones (:mod:`flatvec.versions`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from flatvec.versions import is_tested
+
 __all__ = [
-    "MAX_DATA_BYTES", "MAX_TEMPLATES", "LoopTemplate", "ObjectiveGraph", "clear", "find", "keep",
-    "trace_objective",
+    "MAX_DATA_BYTES", "MAX_TEMPLATES", "LoopTemplate", "ObjectiveGraph", "clear", "enabled",
+    "find", "keep", "trace_objective",
 ]
 
 MAX_TEMPLATES = 4
@@ -57,6 +61,12 @@ class ObjectiveGraph(NamedTuple):
 
     fingerprint: str
     captures: tuple[tf.Tensor, ...]
+
+
+def enabled() -> bool:
+    """Whether loops may share compiled functions: ``FLATVEC_GRAPH_REUSE`` is not ``0`` and
+    the TensorFlow/Keras versions are tested ones."""
+    return os.environ.get("FLATVEC_GRAPH_REUSE", "1") != "0" and is_tested()
 
 
 def trace_objective(objective: Any, x: tf.Tensor) -> ObjectiveGraph | None:

@@ -63,12 +63,28 @@ class _RuleTensors(NamedTuple):
     max_eval: tf.Tensor  # int64, 0: no limit
 
 
+class _StepFaults(NamedTuple):
+    """What the oracle's non-finite counters say of one step."""
+
+    bad_products: tf.Tensor  # bool: a curvature product was not finite
+    nonfinite_trials: tf.Tensor  # bool: an evaluation of the step was not finite
+
+
 def _status_after_step(
     f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, evaluations: tf.Tensor,
-    rule: _RuleTensors,
+    rule: _RuleTensors, faults: _StepFaults | None = None,
+    codes: tuple[tuple[int, ...], tuple[int, ...]] = ((), ()),
 ) -> tf.Tensor:
     """The first stopping test that holds, or RUNNING (``finite``: f and g are finite;
-    ``evaluations``: nfev + nhev). Order matters: failures first."""
+    ``evaluations``: nfev + nhev). Order matters: failures first.
+
+    ``faults`` turn a stop into the non-finite status where non-finite values took part: a
+    failed step (line search failed, or an unsuccessful stop reason of the algorithm, listed
+    in ``codes[0]``) among whose evaluations were non-finite ones (when every trial away from
+    x is, the last trials of a failing line search land on x itself, finite but no
+    decrease: "all" would never hold); or any unsuccessful stop
+    or running state (not convergence, nor a successful stop reason listed in ``codes[1]``)
+    after a non-finite curvature product, which no method recovers from."""
     f, g = state.f, state.g
     failed = tf.convert_to_tensor(getattr(state, "failed", False))
     accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
@@ -92,6 +108,15 @@ def _status_after_step(
     status = tf.constant(int(Status.RUNNING), tf.int32)
     for holds, code in reversed(tests):
         status = tf.where(holds, tf.cast(code, tf.int32), status)
+    if faults is not None:
+        failures, successes = codes
+        failed_stop = tf.reduce_any(
+            [status == code for code in (int(Status.LINE_SEARCH_FAILED), *failures)])
+        converged = tf.reduce_any([status == code for code in (
+            int(Status.CONVERGED_GTOL), int(Status.CONVERGED_FTOL), *successes)])
+        nonfinite = (failed_stop & faults.nonfinite_trials) | (
+            faults.bad_products & ~converged)
+        status = tf.where(nonfinite, int(Status.NON_FINITE), status)
     return status
 
 
@@ -135,6 +160,8 @@ class CompiledLoop:
             self._tolerances = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
             self._limits = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
             self._block = tf.Variable(1, dtype=tf.int64, trainable=False)
+            # Non-finite evaluations and products of the run (counted by the oracle).
+            self.nonfinite = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self.block = 1
         # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
         # algorithms are written for plain tracing and are left as they are.
@@ -144,7 +171,11 @@ class CompiledLoop:
         self.oracle = Oracle(objective, needs_hvp=getattr(algorithm, "needs_hvp", False),
                              needs_ggn=getattr(algorithm, "needs_ggn", False),
                              needs_residuals=getattr(algorithm, "needs_residuals", False),
-                             owner=type(algorithm).__name__)
+                             owner=type(algorithm).__name__, nonfinite=self.nonfinite)
+        reasons = getattr(algorithm, "stop_reasons", ())
+        self._stop_codes = tuple(
+            tuple(ALGORITHM_CODE_BASE + k + 1 for k, reason in enumerate(reasons)
+                  if reason.success is success) for success in (False, True))
         self._vars: Carry | None = None
         self._advance_concrete: Any = None
         self._shared_key: Any = None
@@ -168,7 +199,7 @@ class CompiledLoop:
     def _own_handles(self) -> list[tf.Tensor]:
         """Handles of the variables the loop's functions read besides the objective's."""
         counters = [self.objective.nfev, self.objective.njev, self.objective.nhev]
-        own = [self._tolerances, self._limits, self._block]
+        own = [self._tolerances, self._limits, self._block, self.nonfinite]
         carry = [] if self._vars is None else tf.nest.flatten(self._vars)
         return [v.handle for v in counters + own + carry]
 
@@ -178,6 +209,7 @@ class CompiledLoop:
         algorithm's)."""
         self._tolerances.assign([rule.gtol, rule.ftol])
         self._limits.assign([rule.max_iter, rule.max_eval])
+        self.nonfinite.assign([0, 0])
         x0 = tf.convert_to_tensor(x0)
         self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
         if self._template is not None:
@@ -259,11 +291,15 @@ class CompiledLoop:
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
 
     def _one_step(self, carry: Carry, rule: _RuleTensors) -> Carry:
+        nonfinite_before = self.nonfinite.read_value()
         state = self._step(carry.state, self.oracle)
         nit = carry.nit + 1
         finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
         evaluations = self.objective.nfev + self.objective.nhev
-        status = _status_after_step(carry.state.f, state, finite, nit, evaluations, rule)
+        new_nonfinite = self.nonfinite.read_value() - nonfinite_before
+        faults = _StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
+        status = _status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
+                                    faults, self._stop_codes)
         accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
         # <=: a later point of equal value (a step that changed f by less than its rounding)
         # is kept, so the result's gradient is the one the gtol test saw.

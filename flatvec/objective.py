@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from flatvec.curvature import ggn_terms
 from flatvec.data import Batch, FullBatchData, held_bytes, prepare_data
+from flatvec.data_checks import check_model_takes_data
 from flatvec.space import FlatParamSpace, _is_float_array
 
 __all__ = ["Objective", "ValueAndGradient"]
@@ -189,6 +191,7 @@ class Objective:
         """Objective of a zero-argument ``loss_fn`` that reads ``variables``."""
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a zero-argument callable, got {type(loss_fn)}")
+        _check_arity(loss_fn, "loss_fn", 0)
         space = FlatParamSpace(variables, dtype=dtype)
         user_loss = with_autograph(loss_fn)
 
@@ -273,7 +276,12 @@ class Objective:
             batch_size=batch_size,
             in_memory=False if strategy is not None else in_memory,
         )
-        if strategy is not None:
+        if strategy is None:
+            probe_data = data
+        else:
+            # Under a strategy the loss may read the replica context, which an eager probe
+            # outside strategy.run lacks: there, errors come from the first trace.
+            probe_data = None
             data = data._replace(dataset=strategy.experimental_distribute_dataset(data.dataset))
 
         def data_loss(batch: Batch, y_pred: Any) -> tuple[tf.Tensor, tf.Tensor]:
@@ -314,6 +322,8 @@ class Objective:
                                  want.tangents, allow_unused)
             return _differentiate(space, lambda: batch_loss(batch), want, allow_unused)
 
+        if probe_data is not None:
+            check_model_takes_data(model, probe_data, loss_fn, data_loss)
         return cls(space=space, dtype=space.dtype, size=space.size, terms=terms, data=data,
                    strategy=strategy, jit_compile=jit_compile)
 
@@ -533,11 +543,30 @@ def _check_function_options(fun: Any, dtype: Any, size: Any) -> None:
         raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
     if size is not None and (not isinstance(size, int) or size < 1):
         raise ValueError(f"size: expected a positive int or None, got {size!r}")
+    _check_arity(fun, "fun", 1)
+
+
+def _check_arity(fun: Any, name: str, count: int) -> None:
+    """``fun`` must take ``count`` positional arguments (where its signature can be read)."""
+    try:
+        signature = inspect.signature(fun)
+    except (TypeError, ValueError):  # builtins and extension types: nothing to read
+        return
+    try:
+        signature.bind(*[None] * count)
+    except TypeError as err:
+        wanted = "no arguments" if count == 0 else "one argument (a 1-D tensor)"
+        raise TypeError(f"{name}: expected a function of {wanted}, got one with signature "
+                        f"{signature} ({err})") from None
 
 
 def _check_scalar(f: Any, name: str = "fun") -> None:
-    if not isinstance(f, (tf.Tensor, tf.Variable)) and not hasattr(f, "shape"):
-        raise TypeError(f"{name}: must return a scalar tensor, got {type(f).__name__}")
+    if not isinstance(f, (tf.Tensor, tf.Variable)):
+        # A NumPy or Python number is a constant: it carries no gradient.
+        raise TypeError(f"{name}: must return a scalar tf.Tensor computed from its argument, "
+                        f"got {type(f).__name__}")
+    if not f.dtype.is_floating:
+        raise TypeError(f"{name}: must return a floating scalar, got dtype {f.dtype.name}")
     if tf.TensorShape(f.shape).rank != 0:
         raise ValueError(f"{name}: must return a scalar, got shape {tuple(f.shape)}")
 

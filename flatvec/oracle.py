@@ -21,6 +21,12 @@ class Oracle:
     (one ``nfev``), :meth:`jacobian` (dense, one ``njev``), :meth:`jvp`, :meth:`vjp`; those and
     model objectives give :meth:`ggn_vp`, the Gauss-Newton product (one ``nhev`` each).
 
+    Every result is also checked for non-finite entries, counted in graph on two counters the
+    driver reads (:attr:`nonfinite`): evaluations (values, gradients, residuals, Jacobians),
+    which a line search or trust region backs off from, and curvature products, from which no
+    method recovers. The driver's non-finite status and the result's ``nonfinite_evals`` come
+    from them.
+
     A product the algorithm did not declare raises a ``TypeError`` when the step is traced:
     Hessian-vector products need ``needs_hvp = True`` on the algorithm's class (or instance),
     Gauss-Newton products ``needs_ggn``, residuals and Jacobians ``needs_residuals``.
@@ -33,11 +39,19 @@ class Oracle:
         Whether :meth:`hvp` may be called.
     owner : str
         The algorithm's name, for the error message.
+    nonfinite : tf.Variable, optional
+        int64 ``[2]``: non-finite evaluations and non-finite products so far (the driver
+        passes its own and resets it each run; by default the oracle makes one).
     """
 
     def __init__(self, objective: Any, *, needs_hvp: bool = False, needs_ggn: bool = False,
-                 needs_residuals: bool = False, owner: str = "algorithm"):
+                 needs_residuals: bool = False, owner: str = "algorithm",
+                 nonfinite: tf.Variable | None = None):
         self._objective = objective
+        if nonfinite is None:
+            with tf.init_scope():
+                nonfinite = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+        self.nonfinite = nonfinite
         self._declared = {"hvp": bool(needs_hvp), "ggn": bool(needs_ggn),
                           "residuals": bool(needs_residuals)}
         self._owner = owner
@@ -63,37 +77,54 @@ class Oracle:
         """Float dtype of ``x``, ``f``, ``g``."""
         return self._objective.dtype
 
+    def _count(self, kind: int, *results: tf.Tensor) -> None:
+        """Add one to counter ``kind`` (0 evaluations, 1 products) if any result is not
+        finite."""
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(r)) for r in results])
+        self.nonfinite.assign_add(tf.one_hot(kind, 2, dtype=tf.int64)
+                                  * tf.cast(~finite, tf.int64))
+
+    def _evaluation(self, result: tf.Tensor) -> tf.Tensor:
+        self._count(0, result)
+        return result
+
+    def _product(self, result: tf.Tensor) -> tf.Tensor:
+        self._count(1, result)
+        return result
+
     def value(self, x: tf.Tensor) -> tf.Tensor:
         """``f(x)`` without the gradient pass (one ``nfev``)."""
-        return self._objective.value(x)
+        return self._evaluation(self._objective.value(x))
 
     def value_and_gradient(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(f(x), ∇f(x))`` (one ``nfev`` and one ``njev``)."""
-        return self._objective(x)
+        result = self._objective(x)
+        self._count(0, *result)
+        return result
 
     __call__ = value_and_gradient
 
     def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """``∇²f(x) v`` (one ``nhev``); only for algorithms that declare ``needs_hvp``."""
-        return self._check("hvp", "needs_hvp", "hvp")(x, v)
+        return self._product(self._check("hvp", "needs_hvp", "hvp")(x, v))
 
     def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """Gauss-Newton product ``G v`` (one ``nhev``); algorithms that declare ``needs_ggn``."""
-        return self._check("ggn", "needs_ggn", "ggn_vp")(x, v)
+        return self._product(self._check("ggn", "needs_ggn", "ggn_vp")(x, v))
 
     def residuals(self, x: tf.Tensor) -> tf.Tensor:
         """``r(x)`` (one ``nfev``); algorithms that declare ``needs_residuals``."""
-        return self._check("residuals", "needs_residuals", "residuals")(x)
+        return self._evaluation(self._check("residuals", "needs_residuals", "residuals")(x))
 
     def jacobian(self, x: tf.Tensor) -> tf.Tensor:
         """Dense ``J(x)``, ``[m, n]`` (one ``njev``); algorithms that declare
         ``needs_residuals``."""
-        return self._check("residuals", "needs_residuals", "jacobian")(x)
+        return self._evaluation(self._check("residuals", "needs_residuals", "jacobian")(x))
 
     def jvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """``J v`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
-        return self._check("residuals", "needs_residuals", "jvp")(x, v)
+        return self._product(self._check("residuals", "needs_residuals", "jvp")(x, v))
 
     def vjp(self, x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
         """``Jᵀ u`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
-        return self._check("residuals", "needs_residuals", "vjp")(x, u)
+        return self._product(self._check("residuals", "needs_residuals", "vjp")(x, u))

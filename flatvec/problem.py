@@ -52,6 +52,11 @@ def _as_start_point(x0: Any) -> tf.Tensor:
         raise ValueError(f"x0: expected a 1-D vector, got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError("x0: is empty")
+    bad = np.flatnonzero(~np.isfinite(x.numpy()))
+    if bad.size:
+        raise ValueError(
+            f"x0: expected finite values, got {x.numpy()[bad[0]]} at index {bad[0]}"
+            + (f" (and {bad.size - 1} more)" if bad.size > 1 else ""))
     return x
 
 

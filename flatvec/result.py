@@ -18,6 +18,9 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
         Objective value and gradient at ``x``.
     nit, nfev, njev, nhev : int
         Iterations, function, gradient and Hessian-vector evaluations.
+    nonfinite_evals : int
+        Evaluations (and curvature products) whose result had a non-finite entry; the
+        methods back off from such trial points, and ``message`` mentions them.
     status : flatvec.status.Status
         Why the run stopped (an ``IntEnum``); ``success`` and ``message`` follow from it.
     history : dict of lists

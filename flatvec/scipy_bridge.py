@@ -66,6 +66,7 @@ def minimize_with_scipy(
     dtype = objective.dtype
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
     last: dict[str, Any] = {}
+    nonfinite = [0]  # evaluations and products with a non-finite result
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         # A repeated point (x0 evaluated by us and by SciPy, the final x) is served from the
@@ -74,12 +75,15 @@ def minimize_with_scipy(
             return last["f"], last["g"].copy()
         f, g = objective.value_and_gradient(tf.constant(x, dtype))
         g = g.numpy().astype(np.float64)
+        nonfinite[0] += int(not (np.isfinite(float(f)) and np.all(np.isfinite(g))))
         last.update(x=np.array(x), f=float(f), g=g)
         return float(f), g.copy()
 
     def hessp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
         hv = objective.hessian_vector_product(tf.constant(x, dtype), tf.constant(v, dtype))
-        return hv.numpy().astype(np.float64)
+        hv = hv.numpy().astype(np.float64)
+        nonfinite[0] += int(not np.all(np.isfinite(hv)))
+        return hv
 
     state = {"nit": 0, "stop": False}
     t0 = time.perf_counter()
@@ -122,6 +126,7 @@ def minimize_with_scipy(
         nhev=int(objective.nhev.numpy()), status=status, success=status.success,
         message=f"{status.message} SciPy: {raw.get('message', '')}".strip(),
         history=reporter.history, state=None, method=f"scipy:{method}",
+        nonfinite_evals=nonfinite[0],
     )
     reporter.end(result)
     return result

@@ -59,7 +59,8 @@ _MESSAGES = {
     Status.MAX_EVAL: "Stopped: max_eval function evaluations reached.",
     Status.LINE_SEARCH_FAILED: "Stopped: the line search found no acceptable step.",
     Status.NON_FINITE: (
-        "Stopped: non-finite function value or gradient; the best accepted point was restored."
+        "Stopped: non-finite function value, gradient or curvature product; the best accepted "
+        "point was restored."
     ),
     Status.INTERRUPTED: "Interrupted: the last accepted point was kept.",
     Status.STOPPED_BY_CALLBACK: "Stopped by a callback.",

@@ -326,14 +326,29 @@ def test_backs_off_from_non_finite_regions(algo):
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
-def test_no_descent_possible_reports_a_failed_line_search(algo):
+def test_no_finite_trial_reports_non_finite(algo):
     inf, zero = tf.constant(math.inf, F64), tf.constant(0.0, F64)
 
     def fun(x):  # finite only at the start point
         return tf.reduce_sum(x) + tf.where(tf.reduce_any(x != 1.0), inf, zero)
 
     res = flatvec.minimize(fun, tf.constant([1.0, 1.0], F64), algo, max_evals=5)
+    assert res.status == Status.NON_FINITE and not res.success
+    assert res.nonfinite_evals >= 1
+    np.testing.assert_array_equal(res.x, [1.0, 1.0])
+
+
+@tf.custom_gradient
+def _uphill(x):
+    """sum(x) with a gradient that points the wrong way: no trial along -g decreases f."""
+    return tf.reduce_sum(x), lambda upstream: -upstream * tf.ones_like(x)
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_no_descent_possible_reports_a_failed_line_search(algo):
+    res = flatvec.minimize(_uphill, tf.constant([1.0, 1.0], F64), algo, max_evals=5)
     assert res.status == Status.LINE_SEARCH_FAILED and not res.success
+    assert res.nonfinite_evals == 0
     np.testing.assert_array_equal(res.x, [1.0, 1.0])
 
 

@@ -219,6 +219,8 @@ def test_compiled_oracles_trace_once(make_mlp):
         return _per_sample_mse(y_true, y_pred)
 
     obj = Objective.from_model(model, _dataset(23, False), loss)
+    assert calls, "the loss is probed once, eagerly, on a sample of the data"
+    calls.clear()
     x0 = obj.space.get().numpy()
     for k in range(3):
         obj.value_and_gradient(tf.constant(x0 * (1 + 0.1 * k)))
@@ -435,12 +437,11 @@ def test_from_model_unbuilt_and_uncompiled(make_mlp):
         Objective.from_model(make_mlp(4, 2), (X, Y))
 
 
-def test_scalar_loss_with_sample_weights_fails_at_trace_and_writes_nothing(make_mlp, unchanged):
+def test_scalar_loss_with_sample_weights_fails_up_front_and_writes_nothing(make_mlp, unchanged):
     model = make_mlp(4, 2)
-    obj = Objective.from_model(model, (X, Y, W), _scalar_mse)
     with unchanged(model.trainable_variables):
         with pytest.raises(ValueError, match="loss: returned a scalar"):
-            obj.value_and_gradient(np.zeros(obj.size))
+            Objective.from_model(model, (X, Y, W), _scalar_mse)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from flatvec.algorithm import UpdateRule
@@ -28,6 +29,16 @@ class _Plan:
     @property
     def key_set(self) -> frozenset:
         return frozenset(self.variable_keys)
+
+
+def _check_positive_number(name: str, value: Any) -> None:
+    """``value``: None, a schedule/callable (left to Keras), or a finite positive number."""
+    if value is None or callable(value) or (name == "learning_rate" and isinstance(value, str)):
+        return  # Keras checks schedules, and names the argument for a string
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a finite positive number, got {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
 
 
 def _check_update(x: tf.Tensor, x_new: Any, slots: Any, slots_new: Any) -> None:
@@ -123,6 +134,11 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
         update_rule, rule_name = resolve_rule(rule, rule_options)
         if learning_rate is None:
             learning_rate = float(getattr(update_rule, "learning_rate", 0.01))
+        # Keras checks the types of these but not their values: a NaN or negative step
+        # would only show as a diverging loss.
+        for option, value in (("learning_rate", learning_rate), ("clipnorm", clipnorm),
+                              ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            _check_positive_number(option, value)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

@@ -1,0 +1,191 @@
+"""Faults mid-run end with a truthful status and the best accepted point kept.
+
+- An objective that is non-finite at every point but the start ends with ``NON_FINITE`` (not
+  "line search failed" nor the trust region's radius floor), at the start point bit for bit,
+  with the non-finite evaluations counted in the result.
+- A non-finite Hessian-vector or Gauss-Newton product stops the run at once with
+  ``NON_FINITE``.
+- ``KeyboardInterrupt`` at any moment (while tracing, in the first call, in a callback, from
+  a signal at a random time) leaves the model at the last accepted point: the result's ``x``
+  (when there is a result) or the start point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import flatvec
+from flatvec import Status
+
+X0 = np.array([-1.2, 1.0, 0.5])
+NAN = np.float64(np.nan)
+
+
+def rosen(x):
+    return tf.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def finite_only_at_start(x):
+    """Rosenbrock at X0, NaN everywhere else (the gradient at X0 stays finite)."""
+    at_start = tf.reduce_all(tf.equal(x, tf.constant(X0, x.dtype)))
+    return rosen(x) + tf.where(at_start, tf.zeros([], x.dtype), tf.constant(NAN, x.dtype))
+
+
+@tf.custom_gradient
+def _curvature_poison(x):
+    """Value 0, gradient 0, but a NaN forward-mode derivative of the gradient (sqrt at 0)."""
+    def grad(upstream):
+        return upstream * 0.0 * tf.sqrt(tf.zeros_like(x) + 0.0 * x)
+    return tf.reduce_sum(0.0 * x), grad
+
+
+def nan_curvature(x):
+    return rosen(x) + _curvature_poison(x)
+
+
+ALL = ["lbfgs", "cg", "bfgs", "gd", "newton-cg", "trust-ncg"]
+
+
+@pytest.mark.parametrize("algo", ALL)
+def test_non_finite_everywhere_but_the_start_is_reported_as_such(algo):
+    options = {"line_search": "armijo"} if algo == "gd" else {}
+    res = flatvec.minimize(finite_only_at_start, X0, algo, max_iter=50, **options)
+    assert res.status == Status.NON_FINITE and not res.success
+    np.testing.assert_array_equal(res.x, X0)
+    assert res.fun == float(rosen(tf.constant(X0)))
+    assert res.nonfinite_evals >= 1 and "Non-finite results" in res.message
+
+
+@pytest.mark.parametrize("algo", ["newton-cg", "trust-ncg"])
+def test_a_non_finite_curvature_product_stops_the_run(algo):
+    res = flatvec.minimize(nan_curvature, X0, algo, max_iter=50)
+    assert res.status == Status.NON_FINITE and not res.success
+    assert res.nit == 1 and res.nonfinite_evals >= 1
+    assert "curvature products" in res.message
+    assert np.all(np.isfinite(res.x)) and res.fun <= float(rosen(tf.constant(X0)))
+
+
+def test_a_run_that_recovers_from_nan_trials_says_so_and_keeps_its_status():
+    """Trials in a NaN region that the line search backs off from are counted, not fatal."""
+    f0 = float(rosen(tf.constant(X0)))
+
+    def nan_above_start(x):  # overshooting trials (f above f(x0)) are NaN
+        return rosen(x) + tf.where(rosen(x) > f0, NAN, 0.0)
+
+    res = flatvec.minimize(nan_above_start, X0, "lbfgs", gtol=1e-8)
+    clean = flatvec.minimize(rosen, X0, "lbfgs", gtol=1e-8)
+    assert res.success and clean.success
+    assert res.fun < 1e-10 and clean.fun < 1e-10
+    assert res.nonfinite_evals >= 1 and f"Non-finite results: {res.nonfinite_evals}" in (
+        res.message)
+    assert clean.nonfinite_evals == 0 and "Non-finite" not in clean.message
+
+
+def test_the_non_finite_model_run_keeps_the_variables_at_the_start(make_mlp):
+    model = make_mlp(2, 1)
+    x = np.random.default_rng(0).normal(size=(16, 2))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    first = model.trainable_variables[0]
+    start = tf.constant(first.numpy())
+
+    def loss(y, p):  # NaN once the first kernel moves
+        moved = tf.reduce_any(tf.not_equal(first, start))
+        return tf.reduce_mean((y - p) ** 2, -1) + tf.where(moved, NAN, 0.0)
+
+    res = flatvec.minimize(model, (x, np.sin(x[:, :1])), "lbfgs", loss=loss, max_iter=20)
+    assert res.status == Status.NON_FINITE
+    for v, b in zip(model.trainable_variables, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+
+
+# ---------------------------------------------------------------------------- interrupts
+def _model_and_data(make_mlp):
+    model = make_mlp(3, 1, hidden=(8,))
+    x = np.random.default_rng(1).normal(size=(64, 3))
+    return model, (x, np.tanh(x.sum(1, keepdims=True)))
+
+
+def _assert_at(model, x):
+    flat = flatvec.FlatParamSpace(model).get().numpy()
+    np.testing.assert_array_equal(flat, x)
+
+
+def test_interrupt_while_tracing_leaves_the_start(make_mlp):
+    model, data = _model_and_data(make_mlp)
+    start = flatvec.FlatParamSpace(model).get().numpy()
+
+    def loss(y, p):
+        if tf.inside_function():  # only while the compiled loop is traced
+            raise KeyboardInterrupt
+        return tf.reduce_mean((y - p) ** 2, -1)
+
+    with pytest.raises(KeyboardInterrupt):
+        flatvec.minimize(model, data, "lbfgs", loss=loss)
+    _assert_at(model, start)
+
+
+@pytest.mark.parametrize("at", [1, 3])
+def test_interrupt_in_a_callback_keeps_the_last_accepted_point(make_mlp, at):
+    model, data = _model_and_data(make_mlp)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == at:
+                raise KeyboardInterrupt
+
+    res = flatvec.minimize(model, data, "lbfgs", loss="mse", callbacks=[Interrupt()])
+    assert res.status == Status.INTERRUPTED and res.nit == at
+    _assert_at(model, res.x)
+    assert res.fun == min(res.history["loss"])
+
+
+def test_interrupt_in_on_train_begin_keeps_the_start(make_mlp):
+    model, data = _model_and_data(make_mlp)
+    start = flatvec.FlatParamSpace(model).get().numpy()
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise KeyboardInterrupt
+
+    res = flatvec.minimize(model, data, "lbfgs", loss="mse", callbacks=[Interrupt()])
+    assert res.status == Status.INTERRUPTED and res.nit == 0
+    np.testing.assert_array_equal(res.x, start)
+    _assert_at(model, start)
+
+
+@settings(max_examples=6)
+@given(delay=st.floats(0.0, 0.6))
+def test_a_sigint_at_any_moment_leaves_an_accepted_point(delay):
+    """SIGINT from a timer lands wherever the run is (trace, first call, iterations)."""
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((3,), dtype="float64"),
+                              keras.layers.Dense(8, "tanh", dtype="float64"),
+                              keras.layers.Dense(1, dtype="float64")])
+    x = np.random.default_rng(1).normal(size=(64, 3))
+    data = (x, np.tanh(x.sum(1, keepdims=True)))
+    start = flatvec.FlatParamSpace(model).get().numpy()
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    res = None
+    timer.start()
+    try:
+        # Fixed-step descent with the tests off never stops by itself within the budget.
+        res = flatvec.minimize(model, data, "gd", loss="mse", gtol=0.0, ftol=0.0,
+                               learning_rate=1e-3, max_iter=10**6, steps_per_call=1)
+    except KeyboardInterrupt:  # before the start point was evaluated
+        _assert_at(model, start)
+    finally:
+        timer.cancel()
+        timer.join()
+    if res is not None:
+        assert res.status == Status.INTERRUPTED
+        _assert_at(model, res.x)
+        assert res.fun == min(res.history["loss"])
