@@ -171,9 +171,10 @@ def _load_entry_points() -> None:
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
         return
-    _ENTRY_POINTS_LOADED = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _REGISTRY.setdefault(ep.name.lower(), ep)  # loaded on first use
+    # Marked only once complete: an interrupt during the scan must not leave it half done.
+    _ENTRY_POINTS_LOADED = True
 
 
 def available_algorithms() -> list[str]:

@@ -15,7 +15,8 @@ class StateCheckpoint(tf.Module):
     Use it with ``tf.train.Checkpoint`` to save a run and resume it on the same trajectory.
     To restore, build one from any state of the same algorithm and problem size (for example
     ``minimize(..., max_iter=0).state``), restore into it, and pass :meth:`value` as
-    ``initial_state``.
+    ``initial_state``. To save and resume a whole run (its iteration count, best point and
+    evaluation counts too), pass ``checkpoint=DIR`` to :func:`flatvec.minimize` instead.
 
     Examples
     --------

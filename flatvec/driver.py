@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from flatvec import graph_reuse
+from flatvec import graph_reuse, run_checkpoint
 from flatvec.algorithm import Algorithm, get_algorithm
 from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
@@ -106,6 +107,8 @@ def minimize(
     training: bool = False,
     in_memory: bool | None = None,
     bounds: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
     **algo_options: Any,
 ) -> OptimizeResult:
     r"""Minimize a model's full-batch loss, a function of a 1-D tensor, or a closure.
@@ -167,6 +170,26 @@ def minimize(
         Model form: how the data is batched and swept (see ``Objective.from_model``).
     bounds : optional
         Only for ``algo="scipy:<method>"`` (passed through to SciPy).
+    checkpoint : str or os.PathLike, optional
+        A directory where the run is saved with ``tf.train.Checkpoint`` (the algorithm state,
+        the best point, ``nit`` and the evaluation counts; the last 2 checkpoints are kept).
+        If it already holds a checkpoint of this algorithm (same options) and problem size,
+        the run resumes from it, on the trajectory an uninterrupted run follows (bit-identical
+        iterates in the tests, on the same machine and TensorFlow build); ``x0`` and
+        ``initial_state`` are then ignored; a mismatched checkpoint raises ``ValueError``.
+        After a resume, ``nit``, ``nfev``, ``njev`` and ``nhev`` are totals since the original
+        start (the restored point's re-evaluation to set up the loop is not counted),
+        ``history`` starts at the restored point (its ``nit`` column counts from the original
+        start, its ``time`` from this call) and Keras callbacks see epochs numbered from
+        there. A saved run that had stopped on ``gtol``, ``max_iter`` or ``max_eval`` is
+        tested again with this call's options (so a larger ``max_iter`` continues it); one
+        that stopped for another reason (``ftol``, a failed line search, non-finite values,
+        the algorithm's own) returns its result at once. Not for ``algo="scipy:<method>"``.
+    checkpoint_every : int, optional
+        With ``checkpoint``: save every this many iterations (default 100) and at the end of
+        the run (however it ends: convergence, a limit, a callback, Ctrl-C). The compiled
+        blocks of iterations (``steps_per_call``) are cut to end at each multiple, so the
+        saves happen exactly there.
     **algo_options :
         Options of the algorithm (``memory=10``, ``beta="pr+"``, ``learning_rate=...``).
 
@@ -190,6 +213,7 @@ def minimize(
                    verbose, jit_compile)
     _check_initial_state(initial_state)
     _check_data_options(batch_size, training, in_memory)
+    run_checkpoint.check_arguments(checkpoint, checkpoint_every, algo)
     objective_options = {
         "batch_size": batch_size,
         "training": training,
@@ -216,6 +240,7 @@ def minimize(
     if ftol is None:
         ftol = getattr(algorithm, "default_ftol", DEFAULT_FTOL)
     problem = _resolve(fun, x0, loss, objective_options)
+    keeper = run_checkpoint.open_checkpoint(checkpoint, checkpoint_every, algorithm, problem.x0)
     objective = problem.objective
     if jit_compile and objective.streams_data:
         raise ValueError(
@@ -225,7 +250,7 @@ def minimize(
     rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
     loop = _compiled_loop(objective, algo, algorithm, algo_options, bool(jit_compile), problem.x0)
-    return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call)
+    return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call, keeper)
 
 
 def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
@@ -284,7 +309,9 @@ class _BlockSize:
         return max(1, min(MAX_AUTO_BLOCK, wanted, 2 * current))  # grow gradually
 
 
-def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call) -> OptimizeResult:
+def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call,
+         keeper) -> OptimizeResult:
+    """``keeper``: the run's checkpoint (:func:`~flatvec.run_checkpoint.open_checkpoint`)."""
     objective = problem.objective
     objective.reset_counters()
     sizes = _BlockSize(steps_per_call, reporter.has_callbacks)
@@ -296,6 +323,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
             info = loop.start(x, rule, initial_state)  # evaluated once more for the report
         else:
             info = loop.start(problem.x0, rule)
+        info = keeper.resume(loop, rule, info)  # a checkpoint's run, if its directory holds one
     except BaseException:
         # Interrupted (or failed) while tracing or evaluating the start point: nothing was
         # accepted yet, so the variables go back to where they were.
@@ -303,6 +331,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
             objective.space.assign(problem.x0)
         raise
     values = info.values.numpy()  # the one host transfer per call
+    loop.set_block(keeper.block(loop.block, int(values[NIT_COLUMN])))
     reasons = tuple(getattr(algorithm, "stop_reasons", ()))
     status, reason = decode_status(int(values[STATUS_COLUMN]), reasons)
 
@@ -311,18 +340,20 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         return carry.state.x.numpy(), carry.state.g.numpy()
 
     try:
-        reporter.begin(values, time.perf_counter() - t0)
+        reporter.begin(values, time.perf_counter() - t0, nit=int(values[NIT_COLUMN]))
         elapsed = time.perf_counter() - t0
         while status is Status.RUNNING:
             rows = loop.advance().values.numpy()  # the one host transfer per call
             rows = rows[rows[:, NIT_COLUMN] >= 0]
             before, elapsed = elapsed, time.perf_counter() - t0
+            keeper.after_block(int(rows[-1, NIT_COLUMN]))  # before callbacks: they see it saved
             status, reason = decode_status(int(rows[-1, STATUS_COLUMN]), reasons)
             stop = _report_rows(reporter, rows, values, before, elapsed, point)
             values = rows[-1]
             if stop and status is Status.RUNNING:
                 status = Status.STOPPED_BY_CALLBACK
-            loop.set_block(sizes.next(elapsed - before, len(rows), loop.block))
+            loop.set_block(keeper.block(sizes.next(elapsed - before, len(rows), loop.block),
+                                        int(values[NIT_COLUMN])))
     except KeyboardInterrupt:
         status, reason = Status.INTERRUPTED, None
     finally:
@@ -330,6 +361,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         carry = loop.carry()
         if objective.space is not None:
             objective.space.assign(carry.best_x)
+    keeper.finish()
     result = _result(carry, status, reason, objective, reporter.history,
                      type(algorithm).__name__, loop.nonfinite.numpy())
     reporter.end(result)

@@ -267,6 +267,19 @@ class CompiledLoop:
         assignment to a variable whose value is still referenced gets a new buffer)."""
         return self._read()
 
+    @property
+    def variables(self) -> Carry:
+        """The carry's ``tf.Variable`` s (they exist after the first :meth:`start`): what a
+        checkpoint of the run tracks (:mod:`flatvec.run_checkpoint`). Assigning them sets
+        where the next :meth:`advance` continues."""
+        if self._vars is None:
+            raise RuntimeError("CompiledLoop.variables: call start() first")
+        return self._vars
+
+    def report(self) -> Report:
+        """The report row of the current carry, as :meth:`start` returns it."""
+        return self._report_eager()
+
     def _report_eager(self) -> Report:
         return _report(self._read(), self.objective)
 

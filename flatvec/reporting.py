@@ -84,10 +84,11 @@ class RunReporter:
         self.history["time"].append(elapsed)
         return logs
 
-    def begin(self, values: np.ndarray, elapsed: float) -> None:
-        """Record the start point (``values``: f, ||g||_inf, step size, nfev, njev, nhev)."""
+    def begin(self, values: np.ndarray, elapsed: float, nit: int = 0) -> None:
+        """Record the start point (``values``: f, ||g||_inf, step size, nfev, njev, nhev;
+        ``nit``: its iteration number, not 0 for a run resumed from a checkpoint)."""
         self._model.stop_training = False
-        self.record(values, 0, elapsed)
+        self.record(values, nit, elapsed)
         self._keras.on_train_begin()
 
     def iteration(

@@ -175,17 +175,20 @@ def test_a_sigint_at_any_moment_leaves_an_accepted_point(delay):
     start = flatvec.FlatParamSpace(model).get().numpy()
     timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
     res = None
-    timer.start()
     try:
+        timer.start()  # inside: with a short delay the signal may land in start() itself
         # Fixed-step descent with the tests off never stops by itself within the budget.
         res = flatvec.minimize(model, data, "gd", loss="mse", gtol=0.0, ftol=0.0,
-                               learning_rate=1e-3, max_iter=10**6, steps_per_call=1)
+                               learning_rate=1e-3, max_iter=20000, steps_per_call=1)
     except KeyboardInterrupt:  # before the start point was evaluated
         _assert_at(model, start)
     finally:
         timer.cancel()
         timer.join()
     if res is not None:
-        assert res.status == Status.INTERRUPTED
+        assert res.status == Status.INTERRUPTED, res.message
         _assert_at(model, res.x)
-        assert res.fun == min(res.history["loss"])
+        # The carry may hold an iteration the history had no time to record.
+        assert res.fun <= min(res.history["loss"])
+        mse = np.mean((model(data[0]).numpy() - data[1]) ** 2)
+        np.testing.assert_allclose(res.fun, mse, rtol=1e-12)
