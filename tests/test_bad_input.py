@@ -94,6 +94,11 @@ CATALOG = {
                   TypeError, "callbacks"),
     "initial_state": (st.sampled_from([3, (1, 2), {"x": 1}, "state"]).map(
         lambda v: {"initial_state": v}), TypeError, "initial_state"),
+    "checkpoint": (st.sampled_from([3, b"dir", ["dir"]]).map(lambda v: {"checkpoint": v}),
+                   TypeError, "checkpoint"),
+    "checkpoint_every": (st.one_of(st.integers(max_value=0), st.sampled_from([2.5, "10"])).map(
+        lambda v: {"checkpoint": "unused-dir", "checkpoint_every": v}),
+        (TypeError, ValueError), "checkpoint_every"),
     "loss": (st.sampled_from(["msee", "cross_entropy_of_doom"]).map(lambda v: {"loss": v}),
              ValueError, "loss"),
     "loss-type": (st.sampled_from([3, 1.5, ["mse"]]).map(lambda v: {"loss": v}), TypeError,
