@@ -162,7 +162,8 @@ def minimize(
         call by evaluation count). Default: 1 when callbacks are given, so that they see every
         iteration and the model at it; without callbacks, as many as take about 0.2 s (at
         most 64), which saves 0.4-3 ms an iteration of call overhead on small and medium
-        problems.
+        problems. Under a strategy whose replicas span processes (``MultiWorkerMirrored``
+        over a cluster), default 1: every worker must make the same calls.
     initial_state : NamedTuple, optional
         Resume from a previous result's ``state`` (same algorithm and problem size); ``x0`` is
         then ignored in favour of ``initial_state.x``.
@@ -303,13 +304,29 @@ def _resolve(fun: Any, x0: Any, loss: Any, objective_options: dict[str, Any]) ->
     return resolve_problem(fun, x0, loss=loss, objective_options=objective_options)
 
 
+def _spans_processes(strategy: Any) -> bool:
+    """True when ``strategy``'s replicas live in several processes (MultiWorkerMirrored over
+    a cluster, multi-host TPU): every process must then make the same compiled calls."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return False
+    spec = resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in spec.jobs) > 1
+
+
 class _BlockSize:
     """Iterations per compiled call: fixed, or (``steps_per_call=None`` without callbacks)
-    grown to about :data:`AUTO_BLOCK_SECONDS` per call from the time the calls take."""
+    grown to about :data:`AUTO_BLOCK_SECONDS` per call from the time the calls take.
 
-    def __init__(self, steps_per_call: int | None, has_callbacks: bool) -> None:
+    ``lockstep``: the replicas span processes. Sizes from each process's own clock differ
+    between processes, and calls of different lengths leave their collectives unmatched
+    (two loopback workers deadlocked with adaptive sizes), so the size is fixed at 1.
+    """
+
+    def __init__(self, steps_per_call: int | None, has_callbacks: bool,
+                 lockstep: bool = False) -> None:
         self.fixed = steps_per_call if steps_per_call is not None else (
-            1 if has_callbacks else None)
+            1 if has_callbacks or lockstep else None)
 
     def next(self, seconds: float, iterations: int, current: int) -> int:
         if self.fixed is not None:
@@ -324,7 +341,8 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
     """``keeper``: the run's checkpoint (:func:`~flatvec.run_checkpoint.open_checkpoint`)."""
     objective = problem.objective
     objective.reset_counters()
-    sizes = _BlockSize(steps_per_call, reporter.has_callbacks)
+    sizes = _BlockSize(steps_per_call, reporter.has_callbacks,
+                       _spans_processes(objective.strategy))
     loop.set_block(sizes.fixed or 1)
     t0 = time.perf_counter()
     try:
