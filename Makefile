@@ -1,4 +1,6 @@
 # `make test` and `make bench` each create .venv on first use and install what they need.
+# Tests run in one worker process per core (pytest-xdist), each test file in one worker so that
+# a file's tests keep their order (several reuse what an earlier one traced).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +13,7 @@ $(PY):
 
 test: $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(PY)
 	$(PY) -m pip install --quiet -e ".[bench]"
