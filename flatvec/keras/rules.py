@@ -58,8 +58,15 @@ def resolve_rule(rule: Any, options: dict[str, Any]) -> tuple[UpdateRule, str | 
     if isinstance(rule, str):
         # Judge the class before building it, so lbfgs(momentum=...) is refused for the
         # right reason rather than for an unknown option.
-        _refuse_unless_rule(lookup_algorithm(rule), rule)
-        instance = get_algorithm(rule, **options)
+        try:
+            cls = lookup_algorithm(rule)
+        except ValueError as err:  # the registry's message names minimize's argument, algo
+            raise ValueError(str(err).replace("algo:", "rule:", 1)) from None
+        _refuse_unless_rule(cls, rule)
+        try:
+            instance = get_algorithm(rule, **options)
+        except TypeError as err:  # unknown options: named after the rule, not minimize's algo
+            raise TypeError(str(err).replace("algo ", "rule ", 1)) from None
         _refuse_unless_rule(instance, instance)
         return instance, rule.lower()
     if isinstance(rule, Algorithm):
