@@ -188,3 +188,19 @@ def test_a_sigint_at_any_moment_leaves_an_accepted_point(delay):
         assert res.fun <= min(res.history["loss"])
         mse = np.mean((model(data[0]).numpy() - data[1]) ** 2)
         np.testing.assert_allclose(res.fun, mse, rtol=1e-12)
+
+
+@pytest.mark.parametrize("algo", ["lm", "gauss-newton"])
+def test_least_squares_methods_report_residuals_non_finite_away_from_the_start(algo):
+    zero, nan = tf.constant(0.0, tf.float64), tf.constant(NAN, tf.float64)
+
+    def residuals(x):  # Rosenbrock's residuals at X0, NaN everywhere else
+        at_start = tf.reduce_all(tf.equal(x, tf.constant(X0)))
+        r = tf.concat([10.0 * (x[1:] - x[:-1] ** 2), 1.0 - x[:-1]], 0)
+        return r + tf.where(at_start, zero, nan)
+
+    objective = flatvec.Objective.from_residuals(residuals, dtype=tf.float64, size=X0.size)
+    res = flatvec.minimize(objective, X0, algo, max_iter=50)
+    assert res.status == Status.NON_FINITE and res.nit < 50
+    np.testing.assert_array_equal(res.x, X0)
+    assert res.nonfinite_evals >= 1
