@@ -8,7 +8,10 @@
     the same on the run's trace with its first point dropped (``(t_last - t_1) /
     ((nfev_last - nfev_1) * t_eval)``): the per-iteration cost once everything is compiled.
 ``target``
-    per problem, ``f_best + max(0.05 |f_best|, 1e-8 (f_0 - f_best))`` with ``f_best`` the best
+    per problem, the problem's fixed target loss where it sets one (``ProblemSpec.target``:
+    a loss that says "solved", for problems where the best final loss of a run depends on
+    who was allowed the most iterations), else
+    ``f_best + max(0.05 |f_best|, 1e-8 (f_0 - f_best))`` with ``f_best`` the best
     final loss of any method and ``f_0`` the start loss: ``1.05 f_best`` for positive losses,
     with a floor for problems whose minimum is 0 (Rosenbrock), where 1.05 x 1e-15 would time
     round-off rather than optimization.
@@ -20,7 +23,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from benchmarks.measure import Record
 
@@ -64,13 +67,15 @@ def _steady(record: Record) -> float | None:
     return (trace.time[-1] - trace.time[1]) / (evals * record.t_eval)
 
 
-def derive(records: list[Record]) -> None:
-    """Fill the derived fields of every record, in place."""
+def derive(records: list[Record], targets: Mapping[str, float] | None = None) -> None:
+    """Fill the derived fields of every record, in place; ``targets`` maps problems with a
+    fixed target loss to it."""
     by_problem: dict[str, list[Record]] = {}
     for r in records:
         by_problem.setdefault(r.problem, []).append(r)
-    for group in by_problem.values():
-        target = problem_target(group)
+    for name, group in by_problem.items():
+        fixed = (targets or {}).get(name)
+        target = problem_target(group) if fixed is None else fixed
         for r in group:
             if r.wall is None or r.trace is None:
                 continue

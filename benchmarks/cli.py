@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated problem names, or 'all' (see --list)")
     p.add_argument("--methods", default="default",
                    help="comma-separated methods ('lbfgs' = 'flatvec:lbfgs'), a family "
-                   "('flatvec', 'scipy', 'tfp', 'torch'), 'all', or 'default' (all, except "
+                   "('flatvec', 'scipy', 'tfp', 'torch', 'jtj'), 'all', or 'default' (all, except "
                    "gd on the networks and all but the L-BFGS variants on the tf.data problems)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per problem x method after one cold call (default 3; "
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     records = run_grid(problem_names, method_names, repeats=repeats, seed=args.seed,
                        quick=args.quick, max_iter=args.max_iter)
-    analysis.derive(records)
+    analysis.derive(records, {n: s.target for n, s in PROBLEMS.items() if s.target is not None})
     checks = acceptance.check_all(records)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ class RunOutput(NamedTuple):
     message: str
     trace: Trace
     nhev: int | None = 0  # Hessian-vector products (None: the method does not report them)
+    njev: int | None = None  # dense Jacobians or gradients of the least-squares methods
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Record:
     nit: int | None = None
     nfev: int | None = None
     nhev: int | None = None
+    njev: int | None = None
     loss: float | None = None
     grad_inf: float | None = None
     message: str = ""

@@ -16,8 +16,9 @@ the same start point, data and dtype.
   Hessian-vector products of the same objective; beside them ``scipy:Newton-CG``,
   ``scipy:trust-ncg`` and ``scipy:trust-krylov`` with ``hessp`` from the same objective (SciPy's
   Newton-CG has no gradient test: it stops on its ``xtol``, default 1e-5).
-- ``flatvec:gauss-newton``, ``flatvec:lm``: the least-squares methods on generalized
-  Gauss-Newton products of the same model objective (matrix-free; not in the default set).
+- ``flatvec:gauss-newton``, ``flatvec:lm``, ``flatvec:lm-ggn``, ``scipy:lsq-lm``,
+  ``scipy:lsq-trf``, ``jtj:lm``: the least-squares methods, on the problem's residual form
+  where it has one (see :mod:`benchmarks.least_squares_peers`).
 - ``torchmin:newton-cg``, ``torchmin:trust-ncg``: pytorch-minimize's ``minimize(method=...)``
   on a functional PyTorch mirror (``pip install pytorch-minimize``; where a problem has one),
   ``gtol`` on ``||g||_inf`` as ``gtol``, SciPy's other defaults.
@@ -39,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 import flatvec
-from benchmarks import torch_mirror
+from benchmarks import least_squares_peers, torch_mirror
 from benchmarks.measure import RunOutput, Trace
 from benchmarks.problems import Instance
 
@@ -67,6 +68,10 @@ class Method:
     max_size: int | None = None  # dense n x n methods run only up to this many parameters
     options: dict[str, Any] = field(default_factory=dict)
     jit_compile: bool = False  # flatvec: XLA for the iteration and the objective
+    # flatvec: "residuals" runs on the problem's residual form where it has one, "model" on
+    # its model objective only (see least_squares_peers); None: the problem's objective
+    form: str | None = None
+    algorithm: str | None = None  # the registered name, where the method's name differs
 
     def unavailable(self) -> str | None:
         """Why this method cannot run here (None when it can)."""
@@ -88,11 +93,11 @@ class Method:
         """Why this method is not run on ``inst`` (None when it is)."""
         if self.max_size is not None and inst.size > self.max_size:
             return f"dense n x n method, run only for n <= {self.max_size}"
-        return None
+        return least_squares_peers.not_applicable(self, inst)
 
     @property
     def algo(self) -> str:
-        return self.name.split(":", 1)[1].removesuffix("-xla")
+        return self.algorithm or self.name.split(":", 1)[1].removesuffix("-xla")
 
     def prepare(self, inst: Instance) -> Prepared:
         if self.family in ("flatvec", "scipy"):
@@ -101,6 +106,8 @@ class Method:
             return _prepare_tfp(inst)
         if self.family == "torchmin":
             return _prepare_torchmin(self, inst)
+        if self.family in least_squares_peers.FAMILIES:
+            return least_squares_peers.prepare(self, inst)
         return _prepare_torch(inst)
 
 
@@ -123,8 +130,12 @@ METHODS: dict[str, Method] = {
         Method("torch:lbfgs", "torch"),
         Method("flatvec:newton-cg", "flatvec"),
         Method("flatvec:trust-ncg", "flatvec"),
-        Method("flatvec:gauss-newton", "flatvec"),
-        Method("flatvec:lm", "flatvec"),
+        Method("flatvec:gauss-newton", "flatvec", form="residuals"),
+        Method("flatvec:lm", "flatvec", form="residuals"),
+        Method("flatvec:lm-ggn", "flatvec", form="model", algorithm="lm"),
+        Method("scipy:lsq-lm", "scipy-lsq", algorithm="lm"),
+        Method("scipy:lsq-trf", "scipy-lsq", algorithm="trf"),
+        Method("jtj:lm", "jtj"),
         Method("scipy:Newton-CG", "scipy"),
         Method("scipy:trust-ncg", "scipy"),
         Method("scipy:trust-krylov", "scipy"),
@@ -135,9 +146,11 @@ METHODS: dict[str, Method] = {
 
 
 
-def _flat_evaluate(inst: Instance, jit_compile: bool = False) -> Callable[[], Any]:
+def _flat_evaluate(inst: Instance, jit_compile: bool = False,
+                   method: Method | None = None) -> Callable[[], Any]:
     """One compiled value_and_gradient of a fresh objective at the start point."""
-    objective = inst.objective(jit_compile=jit_compile)
+    objective = (inst.objective(jit_compile=jit_compile) if method is None
+                 else least_squares_peers.flatvec_objective(method, inst))
     x0 = tf.constant(inst.x0, inst.dtype)
     return lambda: objective.value_and_gradient(x0).value.numpy()
 
@@ -158,7 +171,7 @@ def _prepare_flatvec(method: Method, inst: Instance) -> Prepared:
     algo = method.name if method.family == "scipy" else method.algo
     # One objective for the warm-up and the timed repeats: flatvec caches the compiled iteration
     # on it, so the first call carries the tracing and the repeats measure the steady cost.
-    objective = inst.objective(jit_compile=method.jit_compile)
+    objective = least_squares_peers.flatvec_objective(method, inst)
     x0 = np.asarray(inst.x0)
 
     def run() -> RunOutput:
@@ -168,9 +181,10 @@ def _prepare_flatvec(method: Method, inst: Instance) -> Prepared:
         )
         grad_inf = float(np.max(np.abs(res.jac)))
         return RunOutput(int(res.nit), int(res.nfev), float(res.fun), grad_inf,
-                         str(res.message), _history_trace(res.history), int(res.nhev))
+                         str(res.message), _history_trace(res.history), int(res.nhev),
+                         int(res.njev) if method.form else None)
 
-    return Prepared(inst.reset, run, _flat_evaluate(inst, method.jit_compile))
+    return Prepared(inst.reset, run, _flat_evaluate(inst, method.jit_compile, method))
 
 
 def _prepare_tfp(inst: Instance) -> Prepared:

@@ -24,6 +24,13 @@ Problems
     Physics-informed fit of :math:`u'' = -\pi^2 \sin(\pi x)` on (0, 1), :math:`u(0)=u(1)=0`
     (solution :math:`\sin \pi x`) with a 1-32-32-1 tanh MLP, float64:
     :math:`\frac1M\sum_j (u''(x_j) - f(x_j))^2 + \frac12 (u(0)^2 + u(1)^2)`.
+``sinc-mlp-f64``
+    The Keras Levenberg-Marquardt package's curve fit: a 1-20-1 tanh MLP fit to
+    :math:`y = \operatorname{sinc} x` at 1000 points of [-1, 1] under MSE, float64 (n = 61).
+
+Rosenbrock, the PINN and the sinc fit are least squares and also carry a residual form
+(``Instance.residuals``, :mod:`benchmarks.residual_forms`) with :math:`\frac12\|r\|^2` equal to
+the loss, for the least-squares methods (:mod:`benchmarks.least_squares_peers`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import numpy as np
 import tensorflow as tf
 
 import flatvec
+from benchmarks import residual_forms
+from benchmarks.residual_forms import ResidualForm
 
 __all__ = ["PROBLEMS", "QUICK", "Instance", "ProblemSpec", "build"]
 
@@ -48,6 +57,7 @@ LOGREG_L2 = 1e-3
 # coefficient through float32 even for float64 weights.
 NET_L2 = 2.0**-10
 PINN_POINTS = 128
+SINC_WIDTH, SINC_POINTS = 20, 1000
 DEFAULT_FTOL = 2.220446049250313e-09
 
 
@@ -65,6 +75,7 @@ class ProblemSpec:
     quick_max_iter: int = 10
     ftol: float = DEFAULT_FTOL
     default_methods: tuple[str, ...] | None = None  # the default set's methods (None: all)
+    target: float | None = None  # a fixed target loss (None: 1.05 x the best final loss)
 
 
 @dataclass
@@ -75,7 +86,8 @@ class Instance:
     function form or closure form); ``objective(jit_compile=False)`` builds a fresh
     :class:`flatvec.Objective` of the same problem (the oracle for SciPy, tfp and ``t_eval``);
     ``reset()`` puts the initial weights back; ``mirror`` holds the arrays the PyTorch mirror
-    is built from.
+    is built from; ``residuals``, for least-squares problems, is r(x) with ½‖r(x)‖² equal to
+    the loss.
     """
 
     spec: ProblemSpec
@@ -87,6 +99,7 @@ class Instance:
     objective: Callable[..., flatvec.Objective]
     reset: Callable[[], None]
     mirror: dict[str, Any] = field(default_factory=dict)
+    residuals: ResidualForm | None = None
 
     @property
     def size(self) -> int:
@@ -165,7 +178,9 @@ def _rosenbrock(spec: ProblemSpec, n: int, seed: int) -> Instance:
         odd, even = x[0::2], x[1::2]
         return tf.reduce_sum(100.0 * (even - odd**2) ** 2 + (1.0 - odd) ** 2)
 
-    return _function_instance(spec, fun, np.tile([-1.2, 1.0], n // 2), {"kind": "rosenbrock"})
+    inst = _function_instance(spec, fun, np.tile([-1.2, 1.0], n // 2), {"kind": "rosenbrock"})
+    inst.residuals = residual_forms.rosenbrock(n)
+    return inst
 
 
 def _logreg(spec: ProblemSpec, seed: int) -> Instance:
@@ -288,8 +303,25 @@ def _pinn(spec: ProblemSpec, seed: int) -> Instance:
         spec, "closure", tf.as_dtype(dt), x0, (loss_fn, variables), {},
         lambda jit_compile=False: flatvec.Objective.from_closure(
             loss_fn, variables, jit_compile=jit_compile),
-        reset, mirror,
+        reset, mirror, residual_forms.pinn(model, xs_np, source_np, bound_np),
     )
+
+
+def sinc_data(dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
+    """The sinc fit's samples: ``SINC_POINTS`` points of [-1, 1] and sinc there, ``[N, 1]``."""
+    x = np.linspace(-1.0, 1.0, SINC_POINTS)[:, None].astype(dtype)
+    return x, np.sinc(x).astype(dtype)
+
+
+def _sinc(spec: ProblemSpec, seed: int) -> Instance:
+    dt = spec.dtype
+    model = keras.Sequential([keras.Input((1,), dtype=dt),
+                              keras.layers.Dense(SINC_WIDTH, activation="tanh", dtype=dt),
+                              keras.layers.Dense(1, dtype=dt)])
+    x, y = sinc_data(dt)
+    inst = _model_instance(spec, model, (x, y), "mse", seed, {"kind": "sinc", "x": x, "y": y})
+    inst.residuals = residual_forms.keras_mse(model, x, y)
+    return inst
 
 
 # ---------------------------------------------------------------------- registry
@@ -310,10 +342,20 @@ CNN_METHODS = ("flatvec:lbfgs", "scipy:L-BFGS-B", "torch:lbfgs")
 # (`--methods` runs them there).
 SECOND_ORDER = ("flatvec:newton-cg", "flatvec:trust-ncg", "scipy:Newton-CG", "scipy:trust-ncg",
                 "scipy:trust-krylov", "torchmin:newton-cg", "torchmin:trust-ncg")
+# Least-squares methods on the problems with a residual form (each skips where it cannot run:
+# SciPy's lm needs m >= n, the dense peers a small enough Jacobian). All of them on the PINN;
+# elsewhere by default only those that take seconds, not tens of seconds: SciPy's MINPACK and
+# trf factorize the dense 1000 x 1000 Jacobian of Rosenbrock at every step (4-6 s a run), and
+# on the sinc fit the reverse-mode Jacobian of its 1000 rows costs about 0.1 s (trf: 12 s).
+LEAST_SQUARES = ("flatvec:lm", "flatvec:lm-ggn", "flatvec:gauss-newton", "scipy:lsq-lm",
+                 "scipy:lsq-trf", "jtj:lm")
+ROSENBROCK_LSQ = ("flatvec:lm", "flatvec:gauss-newton", "jtj:lm")
+SINC_METHODS = ("flatvec:lbfgs", "scipy:L-BFGS-B", "torch:lbfgs", "flatvec:lm", "flatvec:lm-ggn",
+                "scipy:lsq-lm", "jtj:lm")
 
 _SPECS = [
     (ProblemSpec("rosenbrock-1k", "extended Rosenbrock, n=1000", "float64", 200, 1e-5, 1e-3,
-                 default_methods=ALL_BUT_TFP + SECOND_ORDER),
+                 default_methods=ALL_BUT_TFP + SECOND_ORDER + ROSENBROCK_LSQ),
      lambda s, seed: _rosenbrock(s, 1000, seed)),
     (ProblemSpec("rosenbrock-100k", "extended Rosenbrock, n=100000", "float64", 200, 1e-5,
                  1e-3), lambda s, seed: _rosenbrock(s, 100_000, seed)),
@@ -333,8 +375,17 @@ _SPECS = [
      lambda s, seed: _mlp(s, seed, 256)),
     (ProblemSpec("cnn-digits-f32", "CNN 2 conv + 3 dense, digits", "float32", 100, 1e-5, 0.2,
                  network=True, default_methods=CNN_METHODS), _cnn),
+    # The PINN's loss is far below 1, where L-BFGS-B's ftol is an absolute test (a decrease of
+    # 2.2e-9 per iteration) that stops every L-BFGS near 1e-5: off, so that the runs go on to
+    # the fixed target 1e-6 (with --max-iter; about 650 L-BFGS iterations) or to gtol.
     (ProblemSpec("pinn-poisson-f64", "PINN 1-32-32-1, u''=f on (0,1)", "float64", 200, 1e-6,
-                 1e-4, network=True, default_methods=NETWORK_METHODS), _pinn),
+                 1e-4, network=True, ftol=0.0, target=1e-6,
+                 default_methods=NETWORK_METHODS + LEAST_SQUARES), _pinn),
+    # The sinc fit's target is the Keras LM package's 1e-8 (ftol off, as for the PINN); 80
+    # iterations: lm and its SciPy peers reach it within 70 evaluations (0.1 s per Jacobian).
+    (ProblemSpec("sinc-mlp-f64", "MLP 1-20-1 tanh, sinc fit, MSE", "float64", 80, 1e-10,
+                 0.5, ftol=0.0, target=1e-8,
+                 default_methods=SINC_METHODS), _sinc),
 ]
 
 PROBLEMS: dict[str, ProblemSpec] = {spec.name: spec for spec, _ in _SPECS}

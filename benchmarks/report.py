@@ -16,20 +16,24 @@ from benchmarks.problems import PROBLEMS
 __all__ = ["machine_info", "markdown", "write_json"]
 
 COLUMNS = (
-    "method", "nit", "nfev", "nhev", "f", "‖g‖∞", "wall s", "first s", "t_eval ms", "overhead",
-    "steady", "t→target s", "evals→target", "ΔRSS MiB", "stop",
+    "method", "nit", "nfev", "njev", "nhev", "f", "‖g‖∞", "wall s", "first s", "t_eval ms",
+    "overhead", "steady", "t→target s", "evals→target", "ΔRSS MiB", "stop",
 )
 
 LEGEND = """\
-Columns: `nit`, `nfev` iterations and loss+gradient evaluations as each method counts them;
-`nhev` Hessian-vector products (Newton-type methods; each costs about one evaluation);
+Columns: `nit`, `nfev` iterations and loss+gradient evaluations as each method counts them
+(least-squares methods: trial steps, rejected ones included, and residual evaluations);
+`njev` dense Jacobians (least-squares methods; flatvec's matrix-free paths count their
+gradients here), `nhev` Hessian-vector or Gauss-Newton products (Newton-type and
+least-squares methods; each costs about one evaluation);
 `f`, `‖g‖∞` at the returned point; `wall` median seconds of the whole call over the timed
 repeats (after one cold call); `first` the cold call (tracing/compilation included); `t_eval`
 median seconds of one bare loss+gradient evaluation of that implementation; `overhead` =
 wall / (nfev × t_eval); `steady` the same from the run's trace without its first point (the
 per-iteration cost once compiled); `t→target`, `evals→target` seconds (since the run started)
-and evaluations until the best loss so far is at or below the problem's target (1.05 × the best
-final loss of any method, with a floor for zero minima); `ΔRSS` the peak growth of the process'
+and evaluations until the best loss so far is at or below the problem's target (a fixed loss
+where the problem sets one, else 1.05 × the best final loss of any method, with a floor for
+zero minima); `ΔRSS` the peak growth of the process'
 resident memory during a call (TF/torch buffers included, memory the allocator already held is
 not counted again)."""
 
@@ -71,7 +75,7 @@ def _row(r: Record) -> list[str]:
         return [r.method, *["–"] * (len(COLUMNS) - 2), note.replace("|", "/")[:120]]
     stop = r.message.split(".")[0].split(":")[0].replace("|", "/")[:40]
     return [
-        r.method, _fmt(r.nit), _fmt(r.nfev), _fmt(r.nhev), _fmt(r.loss, ".6g"),
+        r.method, _fmt(r.nit), _fmt(r.nfev), _fmt(r.njev), _fmt(r.nhev), _fmt(r.loss, ".6g"),
         _fmt(r.grad_inf, ".2e"),
         _fmt(r.wall, ".3f"), _fmt(r.t_first, ".2f"),
         _fmt(None if r.t_eval is None else r.t_eval * 1e3, ".3g"),

@@ -85,7 +85,7 @@ def _finish(job: _Job) -> None:
     r.t_eval = statistics.median(job.eval_samples)
     # The numbers and trace of the run whose wall time is the median.
     _, out = sorted(job.runs, key=lambda item: item[0])[(len(job.runs) - 1) // 2]
-    r.nit, r.nfev, r.nhev, r.loss = out.nit, out.nfev, out.nhev, out.loss
+    r.nit, r.nfev, r.nhev, r.njev, r.loss = out.nit, out.nfev, out.nhev, out.njev, out.loss
     r.grad_inf, r.message, r.trace = out.grad_inf, out.message, out.trace
 
 
@@ -138,6 +138,8 @@ def _line(r: Record) -> str:
     if r.error:
         return f"{r.method:16s} ERROR: {r.error}"
     nhev = "-" if r.nhev is None else r.nhev
-    return (f"{r.method:16s} nit={r.nit:5d} nfev={r.nfev:5d} nhev={nhev:>5} f={r.loss:.6g} "
+    njev = "" if r.njev is None else f" njev={r.njev:5d}"
+    return (f"{r.method:16s} nit={r.nit:5d} nfev={r.nfev:5d}{njev} nhev={nhev:>5} "
+            f"f={r.loss:.6g} "
             f"|g|={r.grad_inf:.2e} wall={r.wall:.3f}s first={r.t_first:.3f}s "
             f"t_eval={r.t_eval * 1e3:.2f}ms")

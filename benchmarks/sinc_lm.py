@@ -6,11 +6,12 @@ fit to y = sinc(x) on [-1, 1] under MSE (float64; 61 parameters at width 20). Pe
 prints the wall time to loss 1e-8 (and the iterations, evaluations and products spent), and
 the peak growth of resident memory.
 
-The explicit peer, written here from the package's description: per iteration the full
-Jacobian of the residuals (sub-batched, ``tape.jacobian`` over batches of 100 samples),
-JᵀJ (n x n), Cholesky solves of ``(JᵀJ + λ I) p = -Jᵀr`` with the damping raised by 10 until
-the loss drops and lowered by 10 after a success (that package's rule). Its memory is O(n²);
-flatvec's is O(n).
+The explicit peer is :class:`benchmarks.explicit_lm.ExplicitJtJ` (also ``jtj:lm`` in
+``python -m benchmarks``): per accepted point the full Jacobian of the residuals (sub-batched,
+``tape.jacobian`` over batches of 100 samples), JᵀJ (n x n), Cholesky solves of
+``(JᵀJ + λ I) p = -Jᵀr`` with the damping raised by 10 until the loss drops and lowered by 10
+after a success (that package's rule). Its memory is O(n²); flatvec's is O(n). Its ``nit``
+counts trials (damped solves), as flatvec's ``lm`` counts rejected steps as iterations.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import flatvec  # noqa: E402
+from benchmarks import residual_forms  # noqa: E402
+from benchmarks.explicit_lm import ExplicitJtJ  # noqa: E402
 from benchmarks.measure import RssSampler  # noqa: E402
 
 TARGET = 1e-8
@@ -54,58 +56,23 @@ def run_flatvec(x: np.ndarray, y: np.ndarray, width: int, max_iter: int) -> dict
             "nfev": res.nfev, "nhev": res.nhev, "n": flatvec.FlatParamSpace(model).size}
 
 
+_EXPLICIT: dict[tuple[int, int, int], ExplicitJtJ] = {}
+
+
 def run_explicit(x: np.ndarray, y: np.ndarray, width: int, max_iter: int,
                  sub_batch: int = 100) -> dict:
-    model = _model(width)
-    space = flatvec.FlatParamSpace(model)
-    xs = [tf.constant(x[i:i + sub_batch]) for i in range(0, len(x), sub_batch)]
-    ys = [tf.constant(y[i:i + sub_batch]) for i in range(0, len(y), sub_batch)]
-    scale = 1.0 / np.sqrt(len(x))  # MSE = |r|^2 with r = (pred - y) / sqrt(N)
-
-    @tf.function
-    def jtj_and_gradient(w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        space.assign(w)
-        n = space.size
-        a, g, loss = tf.zeros([n, n], tf.float64), tf.zeros([n], tf.float64), 0.0
-        for xb, yb in zip(xs, ys):
-            with tf.GradientTape() as tape:
-                r = tf.reshape(model(xb) - yb, [-1]) * scale
-            jac = tf.concat([tf.reshape(j, [tf.shape(r)[0], -1])
-                             for j in tape.jacobian(r, model.trainable_variables)], axis=1)
-            a += tf.matmul(jac, jac, transpose_a=True)
-            g += tf.linalg.matvec(jac, r, transpose_a=True)
-            loss += tf.reduce_sum(r * r)
-        return a, g, loss
-
-    @tf.function
-    def loss_at(w: tf.Tensor) -> tf.Tensor:
-        space.assign(w)
-        return tf.add_n([tf.reduce_sum(((model(xb) - yb) * scale) ** 2)
-                         for xb, yb in zip(xs, ys)])
-
-    w = space.get()
-    lam, start, hit, nit, nfev, njev = 1e-2, time.perf_counter(), None, 0, 0, 0
-    a, g, loss = jtj_and_gradient(w)
-    njev += 1
-    while nit < max_iter and hit is None:
-        nit += 1
-        while True:
-            chol = tf.linalg.cholesky(a + lam * tf.eye(space.size, dtype=tf.float64))
-            p = -tf.linalg.cholesky_solve(chol, g[:, None])[:, 0]
-            trial = loss_at(w + p)
-            nfev += 1
-            if float(trial) < float(loss):
-                w, lam = w + p, max(lam / 10.0, 1e-12)
-                break
-            lam *= 10.0
-            if lam > 1e12:
-                break
-        a, g, loss = jtj_and_gradient(w)
-        njev += 1
-        if float(loss) <= TARGET:
-            hit = time.perf_counter() - start
-    return {"loss": float(loss), "to_target_s": hit, "nit": nit, "nfev": nfev, "njev": njev,
-            "n": space.size}
+    """The explicit-JᵀJ peer (:mod:`benchmarks.explicit_lm`) on the same model and data,
+    Jacobians in blocks of ``sub_batch`` rows. Built once per size, so that a second call
+    reuses its compiled graphs (as flatvec's second call reuses its traced iteration)."""
+    key = (width, len(x), sub_batch)
+    if key not in _EXPLICIT:
+        _EXPLICIT[key] = ExplicitJtJ(residual_forms.keras_mse(_model(width), x, y, sub_batch))
+    peer = _EXPLICIT[key]
+    x0 = flatvec.FlatParamSpace(_model(width)).get().numpy()  # the same seeded start
+    out = peer.run(x0, max_iter=max_iter, target=TARGET)
+    hit = next((t for t, f in zip(out.trace.time, out.trace.loss) if f <= TARGET), None)
+    return {"loss": out.loss, "to_target_s": hit, "nit": out.trials, "nfev": out.nfev,
+            "njev": out.njev, "n": peer.form.n}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,8 @@ def build_mirror(mirror: dict[str, Any], dtype: str) -> TorchProblem:
         return _pinn(torch, mirror, tdt)
     if kind in ("mlp", "cnn"):
         return _classifier(torch, mirror, tdt)
+    if kind == "sinc":
+        return _sinc(torch, mirror, tdt)
     raise ValueError(f"mirror: unknown problem kind {kind!r}")
 
 
@@ -233,3 +235,15 @@ def _pinn(torch: Any, mirror: dict[str, Any], tdt: Any) -> TorchProblem:
     call = _flat_call(torch, net)
     return _closure(torch, params, lambda: loss_of(net),
                     lambda z: loss_of(lambda inputs: call(z, inputs)))
+
+
+def _sinc(torch: Any, mirror: dict[str, Any], tdt: Any) -> TorchProblem:
+    nn = torch.nn
+    width = mirror["weights"][0].shape[1]
+    net = nn.Sequential(nn.Linear(1, width), nn.Tanh(), nn.Linear(width, 1))
+    params = _load(torch, net, mirror["weights"], tdt)
+    x = torch.tensor(mirror["x"], dtype=tdt)
+    y = torch.tensor(mirror["y"], dtype=tdt)
+    call = _flat_call(torch, net)
+    return _closure(torch, params, lambda: nn.functional.mse_loss(net(x), y),
+                    lambda z: nn.functional.mse_loss(call(z, x), y))

@@ -129,7 +129,8 @@ def test_logreg_closed_form_at_zero() -> None:
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
-@pytest.mark.parametrize("name", ["mlp-digits-f64-ds256", "cnn-digits-f32", "pinn-poisson-f64"])
+@pytest.mark.parametrize("name", ["mlp-digits-f64-ds256", "cnn-digits-f32", "pinn-poisson-f64",
+                                  "sinc-mlp-f64"])
 def test_torch_mirror_computes_the_same_function(name: str) -> None:
     from benchmarks.torch_mirror import build_mirror
 
@@ -148,7 +149,8 @@ def test_torch_mirror_computes_the_same_function(name: str) -> None:
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
-@pytest.mark.parametrize("name", ["logreg-cancer", "mlp-digits-f64", "pinn-poisson-f64"])
+@pytest.mark.parametrize("name", ["logreg-cancer", "mlp-digits-f64", "pinn-poisson-f64",
+                                  "sinc-mlp-f64"])
 def test_functional_torch_mirror_is_the_closures_function(name: str) -> None:
     import torch
 
