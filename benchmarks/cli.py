@@ -22,8 +22,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated problem names, or 'all' (see --list)")
     p.add_argument("--methods", default="default",
                    help="comma-separated methods ('lbfgs' = 'flatvec:lbfgs'), a family "
-                   "('flatvec', 'scipy', 'tfp', 'torch', 'jtj'), 'all', or 'default' (all, except "
-                   "gd on the networks and all but the L-BFGS variants on the tf.data problems)")
+                   "('flatvec', 'scipy', 'tfp', 'torch', 'jtj', 'optax', 'jaxopt', 'optimistix'), "
+                   "'all', or 'default' (all, except gd on the networks and all but the L-BFGS "
+                   "variants on the tf.data problems)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per problem x method after one cold call (default 3; "
                    "with --quick 0: the cold call is the only run)")

@@ -319,3 +319,10 @@ def _prepare_torchmin(method: Method, inst: Instance) -> Prepared:
                          res.get("ncg"))  # CG iterations = products; trust-ncg reports none
 
     return Prepared(setup, run, probe.closure)
+
+
+# The JAX peers subclass Method, so they are registered once it exists (jax_peers imports
+# nothing from JAX at module level: without JAX they are listed and skipped).
+from benchmarks.jax_peers import JAX_METHODS  # noqa: E402
+
+METHODS.update({m.name: m for m in JAX_METHODS})
