@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Batch", "FullBatchData", "held_bytes", "prepare_data"]
+__all__ = ["Batch", "FullBatchData", "check_data_options", "held_bytes", "prepare_data"]
 
 # Above this many batches the trace-time unroll makes graphs too large; a tf.while_loop over
 # batches stacked into one tensor keeps the graph one batch big.
@@ -95,6 +95,21 @@ def held_bytes(data: FullBatchData) -> int:
     return sum(_nbytes(part) for part in parts if part is not None)
 
 
+def check_data_options(batch_size: Any, training: Any, in_memory: Any) -> None:
+    """The types and values of the model form's data options (``minimize`` checks them before
+    it looks up a cached objective by them, where 0 == False and 4.0 == 4 would find one;
+    ``Objective.from_model`` checks them too)."""
+    if not isinstance(training, bool):
+        raise TypeError(f"training: expected a bool, got {training!r}")
+    if in_memory is not None and not isinstance(in_memory, bool):
+        raise TypeError(f"in_memory: expected True, False or None, got {in_memory!r}")
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+
+
 def prepare_data(
     data: Any,
     *,
@@ -119,11 +134,6 @@ def prepare_data(
         n = int(arrays[0].shape[0])
         if any(int(a.shape[0]) != n for a in arrays):
             raise ValueError("dataset: x, y and sample_weight must have the same first dimension")
-        if batch_size is not None and (isinstance(batch_size, bool)
-                                       or not isinstance(batch_size, (int, np.integer))):
-            raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         data = tf.data.Dataset.from_tensor_slices(tuple(arrays)).batch(batch_size or n)
     elif not isinstance(data, tf.data.Dataset):
         raise TypeError(

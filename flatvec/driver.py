@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from flatvec import graph_reuse, run_checkpoint
 from flatvec.algorithm import Algorithm, get_algorithm
+from flatvec.data import check_data_options
 from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
@@ -56,20 +57,6 @@ def _check_options(
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
     if not isinstance(jit_compile, (bool, np.bool_)):
         raise TypeError(f"jit_compile: expected True or False, got {jit_compile!r}")
-
-
-def _check_data_options(batch_size: Any, training: Any, in_memory: Any) -> None:
-    """Here and not only where the objective is built: a cached objective is looked up by
-    these values, and 0 == False, 4.0 == 4 would find one."""
-    if not isinstance(training, bool):
-        raise TypeError(f"training: expected a bool, got {training!r}")
-    if in_memory is not None and not isinstance(in_memory, bool):
-        raise TypeError(f"in_memory: expected True, False or None, got {in_memory!r}")
-    if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
 
 
 def _check_initial_state(state: Any) -> None:
@@ -223,7 +210,7 @@ def minimize(
     _check_options(gtol, 0.0 if ftol is None else ftol, max_iter, max_eval, steps_per_call,
                    verbose, jit_compile)
     _check_initial_state(initial_state)
-    _check_data_options(batch_size, training, in_memory)
+    check_data_options(batch_size, training, in_memory)
     run_checkpoint.check_arguments(checkpoint, checkpoint_every, algo)
     objective_options = {
         "batch_size": batch_size,

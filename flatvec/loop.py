@@ -72,8 +72,7 @@ class _StepFaults(NamedTuple):
 
 def _status_after_step(
     f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, evaluations: tf.Tensor,
-    rule: _RuleTensors, faults: _StepFaults | None = None,
-    codes: tuple[tuple[int, ...], tuple[int, ...]] = ((), ()),
+    rule: _RuleTensors, faults: _StepFaults, codes: tuple[tuple[int, ...], tuple[int, ...]],
 ) -> tf.Tensor:
     """The first stopping test that holds, or RUNNING (``finite``: f and g are finite;
     ``evaluations``: nfev + nhev). Order matters: failures first.
@@ -108,16 +107,13 @@ def _status_after_step(
     status = tf.constant(int(Status.RUNNING), tf.int32)
     for holds, code in reversed(tests):
         status = tf.where(holds, tf.cast(code, tf.int32), status)
-    if faults is not None:
-        failures, successes = codes
-        failed_stop = tf.reduce_any(
-            [status == code for code in (int(Status.LINE_SEARCH_FAILED), *failures)])
-        converged = tf.reduce_any([status == code for code in (
-            int(Status.CONVERGED_GTOL), int(Status.CONVERGED_FTOL), *successes)])
-        nonfinite = (failed_stop & faults.nonfinite_trials) | (
-            faults.bad_products & ~converged)
-        status = tf.where(nonfinite, int(Status.NON_FINITE), status)
-    return status
+    failures, successes = codes
+    failed_stop = tf.reduce_any(
+        [status == code for code in (int(Status.LINE_SEARCH_FAILED), *failures)])
+    converged = tf.reduce_any([status == code for code in (
+        int(Status.CONVERGED_GTOL), int(Status.CONVERGED_FTOL), *successes)])
+    nonfinite = (failed_stop & faults.nonfinite_trials) | (faults.bad_products & ~converged)
+    return tf.where(nonfinite, int(Status.NON_FINITE), status)
 
 
 def initial_status(f: tf.Tensor, g: tf.Tensor, rule: _RuleTensors) -> tf.Tensor:

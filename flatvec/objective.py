@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec.curvature import ggn_terms
-from flatvec.data import Batch, FullBatchData, held_bytes, prepare_data
+from flatvec.data import Batch, FullBatchData, check_data_options, held_bytes, prepare_data
 from flatvec.data_checks import check_model_takes_data
 from flatvec.space import FlatParamSpace, _is_float_array
 
@@ -263,10 +263,7 @@ class Objective:
             raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
         if not model.built:
             raise ValueError("model: is not built; call it once or build it before optimizing")
-        if in_memory is not None and not isinstance(in_memory, bool):
-            raise TypeError(f"in_memory: expected True, False or None, got {in_memory!r}")
-        if not isinstance(training, bool):
-            raise TypeError(f"training: expected a bool, got {training!r}")
+        check_data_options(batch_size, training, in_memory)
         loss_fn = with_autograph(_resolve_loss(loss, model))
         space = FlatParamSpace(model, dtype=dtype)
         strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None

@@ -24,6 +24,7 @@ import warnings
 
 import keras
 import tensorflow as tf
+from packaging.version import Version  # a TensorFlow dependency
 
 __all__ = ["TESTED", "UntestedVersionError", "check_versions", "is_tested"]
 
@@ -37,9 +38,8 @@ class UntestedVersionError(ImportError):
 
 
 def _major_minor(version: str) -> tuple[int, int]:
-    parts = version.split(".")
-    digits = ["".join(ch for ch in p if ch.isdigit()) or "0" for p in parts[:2]]
-    return int(digits[0]), int(digits[1]) if len(digits) > 1 else 0
+    major, minor = (Version(version).release + (0,))[:2]  # "4.0.0rc1" -> (4, 0)
+    return major, minor
 
 
 def _untested(found: dict[str, str]) -> list[str]:
