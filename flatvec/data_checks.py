@@ -59,7 +59,8 @@ def check_model_takes_data(
     except Exception as err:
         unbatched = any(t.shape.rank is not None and t.shape.rank <= 1
                         for t in tf.nest.flatten(batch.x))
-        hint = " (is the dataset batched? a tf.data.Dataset must yield batches)" * unbatched
+        hint = (" (is the dataset batched? a tf.data.Dataset must yield batches)"
+                if unbatched else "")
         raise ValueError(
             f"dataset: the model does not take inputs x of shape {_describe(sample.x)} "
             f"(a sample of the first batch){hint}: {_first_line(err)}") from err
@@ -74,13 +75,9 @@ def check_model_takes_data(
             raise TypeError(f"loss: must return floating values, got dtype {t.dtype.name}")
     try:
         data_loss(sample, y_pred)
-    except ValueError as err:
+    except Exception as err:
         if str(err).startswith("loss:"):  # flatvec's own, already naming the argument
             raise
-        raise ValueError(
-            f"dataset: sample_weight of shape {_describe(sample.sample_weight)} does not fit "
-            f"the per-sample losses of shape {_describe(losses)}: {_first_line(err)}") from err
-    except Exception as err:
         raise ValueError(
             f"dataset: sample_weight of shape {_describe(sample.sample_weight)} does not fit "
             f"the per-sample losses of shape {_describe(losses)}: {_first_line(err)}") from err
