@@ -2,7 +2,8 @@ r"""The explicit-JᵀJ Levenberg-Marquardt peer: the approach of the Keras Leven
 package, written here from its description.
 
 At each accepted point the full Jacobian is formed part by part (sub-batches of rows,
-``GradientTape.jacobian`` on each), accumulated into the :math:`n \times n` matrix
+``GradientTape.jacobian`` on each: reverse mode, as that package does), accumulated into the
+:math:`n \times n` matrix
 :math:`A = J^\top J` and the gradient :math:`g = J^\top r`; each trial solves
 :math:`(A + \lambda I) p = -g` by Cholesky and evaluates :math:`f(x + p)`. The damping starts at
 :math:`10^{-2}`, is divided by 10 after a step that lowers :math:`f` and multiplied by 10 after
@@ -85,7 +86,7 @@ class ExplicitJtJ:
         self.underdetermined = form.m < form.n
         n, dt = form.n, form.dtype
         spec = tf.TensorSpec([n], dt)
-        jacobians = [jacobian_fn(form, [part]) for part in form.parts]
+        jacobians = [jacobian_fn(form, [part], mode="reverse") for part in form.parts]
 
         def normal_equations(x: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor, tf.Tensor]:
             a, g, f = tf.zeros([n, n], dt), tf.zeros([n], dt), tf.zeros([], dt)

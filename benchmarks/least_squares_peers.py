@@ -4,11 +4,14 @@
   ``Objective.from_residuals`` of the problem's residual form (``benchmarks.residual_forms``),
   where it has one (``lm`` then picks its dense path for n <= 500, else its matrix-free one);
   on the model objective's generalized Gauss-Newton product otherwise (the digits networks).
-- ``flatvec:lm-ggn``: ``lm`` on the model objective (``minimize(model, data, "lm", loss=...)``,
-  matrix-free) where the problem is a Keras model fit, beside its residual form.
+- ``flatvec:lm-model``: ``lm`` on the model objective (``minimize(model, data, "lm", loss=...)``)
+  where the problem is a Keras model fit, beside its residual form: its dense path (the
+  Gauss-Newton matrix by forward mode) where the network is small, else matrix-free.
+- ``flatvec:lm-ggn``: the same with ``solver="cg"``, always matrix-free (Gauss-Newton
+  products).
 - ``scipy:lsq-lm``, ``scipy:lsq-trf``: ``scipy.optimize.least_squares(method="lm" | "trf")``
   with residuals and a dense Jacobian from compiled ``tf.function`` s of the same residual
-  function (reverse mode, ``GradientTape.jacobian``, as flatvec's dense path forms it),
+  function (formed as flatvec's dense path forms it: forward mode for m >= n, else reverse),
   SciPy's default scaling (``x_scale``: "jac" for lm, as flatvec's dense path; 1 for trf).
 - ``jtj:lm``: the explicit-JᵀJ Levenberg-Marquardt of the Keras LM package
   (``benchmarks.explicit_lm``).

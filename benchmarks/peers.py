@@ -16,7 +16,8 @@ the same start point, data and dtype.
   Hessian-vector products of the same objective; beside them ``scipy:Newton-CG``,
   ``scipy:trust-ncg`` and ``scipy:trust-krylov`` with ``hessp`` from the same objective (SciPy's
   Newton-CG has no gradient test: it stops on its ``xtol``, default 1e-5).
-- ``flatvec:gauss-newton``, ``flatvec:lm``, ``flatvec:lm-ggn``, ``scipy:lsq-lm``,
+- ``flatvec:gauss-newton``, ``flatvec:lm``, ``flatvec:lm-model``, ``flatvec:lm-ggn``,
+  ``scipy:lsq-lm``,
   ``scipy:lsq-trf``, ``jtj:lm``: the least-squares methods, on the problem's residual form
   where it has one (see :mod:`benchmarks.least_squares_peers`).
 - ``torchmin:newton-cg``, ``torchmin:trust-ncg``: pytorch-minimize's ``minimize(method=...)``
@@ -132,7 +133,9 @@ METHODS: dict[str, Method] = {
         Method("flatvec:trust-ncg", "flatvec"),
         Method("flatvec:gauss-newton", "flatvec", form="residuals"),
         Method("flatvec:lm", "flatvec", form="residuals"),
-        Method("flatvec:lm-ggn", "flatvec", form="model", algorithm="lm"),
+        Method("flatvec:lm-model", "flatvec", form="model", algorithm="lm"),
+        Method("flatvec:lm-ggn", "flatvec", form="model", algorithm="lm",
+               options={"solver": "cg"}),
         Method("scipy:lsq-lm", "scipy-lsq", algorithm="lm"),
         Method("scipy:lsq-trf", "scipy-lsq", algorithm="trf"),
         Method("jtj:lm", "jtj"),

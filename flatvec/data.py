@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Batch", "FullBatchData", "check_data_options", "held_bytes", "prepare_data"]
+__all__ = ["Batch", "FullBatchData", "check_data_options", "held_bytes", "largest_batch",
+           "prepare_data"]
 
 # Above this many batches the trace-time unroll makes graphs too large; a tf.while_loop over
 # batches stacked into one tensor keeps the graph one batch big.
@@ -93,6 +94,20 @@ def held_bytes(data: FullBatchData) -> int:
     """Bytes of the batches ``data`` holds in memory (0 for a streamed dataset)."""
     parts = [*(data.batches or ()), data.stacked, data.tail]
     return sum(_nbytes(part) for part in parts if part is not None)
+
+
+def _rows(batch: Batch) -> int:
+    return int(tf.nest.flatten(batch.x)[0].shape[0])
+
+
+def largest_batch(data: FullBatchData) -> int | None:
+    """Samples in the largest in-memory batch (None for a streamed dataset)."""
+    if data.batches is not None:
+        return max(_rows(b) for b in data.batches)
+    if data.stacked is not None:
+        stacked = int(tf.nest.flatten(data.stacked.x)[0].shape[1])
+        return max(stacked, _rows(data.tail)) if data.tail is not None else stacked
+    return None
 
 
 def check_data_options(batch_size: Any, training: Any, in_memory: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from flatvec.data import Batch, FullBatchData
@@ -42,11 +43,11 @@ def _first_batch(data: FullBatchData) -> Batch:
 def check_model_takes_data(
     model: Any, data: FullBatchData, loss_fn: Callable[[Any, Any], Any],
     data_loss: Callable[[Batch, Any], Any],
-) -> None:
+) -> int:
     """Run ``model`` and the loss on two samples; raise a clear error where they fail.
 
     ``training=False``, so no layer state (batch-norm statistics) changes; no variable is
-    written.
+    written. Returns the model's output elements per sample.
     """
     batch = _first_batch(data)
     sample = Batch(*(None if p is None else tf.nest.map_structure(lambda t: t[:2], p)
@@ -81,3 +82,5 @@ def check_model_takes_data(
         raise ValueError(
             f"dataset: sample_weight of shape {_describe(sample.sample_weight)} does not fit "
             f"the per-sample losses of shape {_describe(losses)}: {_first_line(err)}") from err
+    rows = max(int(tf.nest.flatten(sample.x)[0].shape[0]), 1)
+    return sum(int(np.prod(t.shape)) for t in tf.nest.flatten(y_pred)) // rows

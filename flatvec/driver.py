@@ -263,9 +263,7 @@ def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
     """
     def build(shareable: bool) -> CompiledLoop:
         loop = CompiledLoop(algorithm, objective, jit_compile=jit_compile)
-        curvature = any(getattr(algorithm, flag, False)
-                        for flag in ("needs_hvp", "needs_ggn", "needs_residuals"))
-        if (shareable and graph_reuse.enabled() and objective.strategy is None and not curvature
+        if (shareable and graph_reuse.enabled() and objective.strategy is None
                 and objective.data_bytes <= graph_reuse.MAX_DATA_BYTES):
             objective_graph = graph_reuse.trace_objective(objective, x0)
             if objective_graph is not None:

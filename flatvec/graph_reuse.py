@@ -21,8 +21,10 @@ Soundness rests on two checks:
   own variable, say) is never shared.
 
 Only objectives without a ``tf.distribute`` strategy, holding at most
-:data:`MAX_DATA_BYTES` of data in memory, and algorithms without Hessian-vector products take
-part. At most :data:`MAX_TEMPLATES` entries are kept, least recently used dropped first; each
+:data:`MAX_DATA_BYTES` of data in memory take part, with any algorithm (curvature products
+and the dense Gauss-Newton matrix are traced from the same model and loss as the objective's
+graph, and capture only what it captures or the check above refuses them). At most
+:data:`MAX_TEMPLATES` entries are kept, least recently used dropped first; each
 keeps the in-memory data of the run that traced it alive (the model's variables are freed with
 the model). The functions are run through ``ConcreteFunction._call_flat``, the one place
 TensorFlow lets the captured inputs of a call be chosen; should a TensorFlow version lack it,

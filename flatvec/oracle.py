@@ -19,7 +19,8 @@ class Oracle:
 
     Least-squares objectives (``Objective.from_residuals``) also give :meth:`residuals`
     (one ``nfev``), :meth:`jacobian` (dense, one ``njev``), :meth:`jvp`, :meth:`vjp`; those and
-    model objectives give :meth:`ggn_vp`, the Gauss-Newton product (one ``nhev`` each).
+    model objectives give :meth:`ggn_vp`, the Gauss-Newton product (one ``nhev`` each), and
+    :meth:`ggn_matrix`, the dense Gauss-Newton matrix with value and gradient (one ``njev``).
 
     Every result is also checked for non-finite entries, counted in graph on two counters the
     driver reads (:attr:`nonfinite`): evaluations (values, gradients, residuals, Jacobians),
@@ -111,6 +112,24 @@ class Oracle:
     def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """Gauss-Newton product ``G v`` (one ``nhev``); algorithms that declare ``needs_ggn``."""
         return self._product(self._check("ggn", "needs_ggn", "ggn_vp")(x, v))
+
+    @property
+    def has_ggn_matrix(self) -> bool:
+        """Whether :meth:`ggn_matrix` exists (model and residual objectives)."""
+        return bool(getattr(self._objective, "has_gauss_newton", False))
+
+    def ggn_rows(self, x: tf.Tensor) -> int | None:
+        """Rows of the Jacobian behind one :meth:`ggn_matrix` (None: not known statically)."""
+        rows = getattr(self._objective, "ggn_rows", None)
+        return None if rows is None else rows(x)
+
+    def ggn_matrix(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """``(f, g, G)`` with the dense ``[n, n]`` Gauss-Newton matrix ``G`` (one ``njev``);
+        algorithms that declare ``needs_ggn``. Counted as an evaluation (a method backs off
+        from a non-finite one as from a non-finite value)."""
+        result = self._check("ggn", "needs_ggn", "ggn_matrix")(x)
+        self._count(0, *result)
+        return result
 
     def residuals(self, x: tf.Tensor) -> tf.Tensor:
         """``r(x)`` (one ``nfev``); algorithms that declare ``needs_residuals``."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from flatvec.objective import Objective, with_autograph
+from flatvec.objective import GaussNewtonSystem, Objective, with_autograph
 
 __all__ = ["ResidualObjective"]
 
@@ -31,7 +31,8 @@ class ResidualObjective(Objective):
     - :meth:`residuals` :math:`r(x)` (one ``nfev``);
     - :meth:`jvp` :math:`J v` (forward mode), :meth:`vjp` :math:`J^\top u` (reverse mode) and
       :meth:`ggn_vp` :math:`J^\top J v` (both), each one ``nhev``;
-    - :meth:`jacobian`, the dense :math:`m \times n` matrix (one ``njev``), for small problems.
+    - :meth:`jacobian`, the dense :math:`m \times n` matrix (one ``njev``), and
+      :meth:`ggn_matrix`, :math:`(f, J^\top r, J^\top J)` from it, for small problems.
 
     Build it with :meth:`flatvec.Objective.from_residuals`.
     """
@@ -51,14 +52,56 @@ class ResidualObjective(Objective):
         self.nfev.assign_add(1)
         return self._residual_fun(x)
 
-    @tf.autograph.experimental.do_not_convert
-    def jacobian(self, x: tf.Tensor) -> tf.Tensor:
-        """Traceable dense Jacobian ``[m, n]`` (one ``njev``; reverse mode, vectorized)."""
-        self.njev.assign_add(1)
+    @property
+    def has_gauss_newton(self) -> bool:
+        """Always: :math:`J^\top J` is the Gauss-Newton matrix of a residual objective."""
+        return True
+
+    def ggn_rows(self, x: tf.Tensor) -> int | None:
+        """The number of residuals :math:`m`, read off a trace at ``x`` (no evaluation: the
+        traced ops feed nothing and are pruned), or None if it is not static."""
+        return self._residual_fun(x).shape[0]
+
+    def _residuals_and_jacobian(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        r""":math:`r` and :math:`J` (``[m, n]``): forward mode when :math:`m \ge n` (the
+        :math:`n` columns :math:`J e_i` vectorized, the residual pass shared), else reverse
+        mode (the :math:`m` rows). Forward mode is what makes the dense path pay for tall
+        problems: 7 ms against 83-120 ms by reverse mode on the sinc fit's residuals
+        (:math:`m = 1000, n = 61`)."""
+        r = self._residual_fun(x)
+        m, n = r.shape[0], x.shape[0]
+        if m is not None and n is not None and m >= n:
+            def column(tangent: tf.Tensor) -> tf.Tensor:
+                with tf.autodiff.ForwardAccumulator(x, tangent) as acc:
+                    out = self._residual_fun(x)
+                return acc.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+            columns = tf.vectorized_map(column, tf.eye(n, dtype=x.dtype))
+            return r, tf.transpose(columns)
         with tf.GradientTape() as tape:
             tape.watch(x)
             r = self._residual_fun(x)
-        return tape.jacobian(r, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return r, tape.jacobian(r, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    @tf.autograph.experimental.do_not_convert
+    def jacobian(self, x: tf.Tensor) -> tf.Tensor:
+        r"""Traceable dense Jacobian ``[m, n]`` (one ``njev``; forward mode for :math:`m \ge
+        n`, else reverse mode, vectorized either way)."""
+        self.njev.assign_add(1)
+        return self._residuals_and_jacobian(x)[1]
+
+    @tf.autograph.experimental.do_not_convert
+    def ggn_matrix(self, x: tf.Tensor) -> GaussNewtonSystem:
+        r"""Traceable :math:`(f, J^\top r, J^\top J)` from one dense Jacobian (one
+        ``njev``)."""
+        self.njev.assign_add(1)
+        return self._traced_once("ggn_matrix_body", self._ggn_matrix_body, x, xla=True)(x)
+
+    def _ggn_matrix_body(self, x: tf.Tensor) -> GaussNewtonSystem:
+        r, jac = self._residuals_and_jacobian(x)
+        return GaussNewtonSystem(0.5 * tf.reduce_sum(tf.square(r)),
+                                 tf.linalg.matvec(jac, r, transpose_a=True),
+                                 tf.linalg.matmul(jac, jac, transpose_a=True))
 
     @tf.autograph.experimental.do_not_convert
     def jvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:

@@ -39,8 +39,12 @@ def _traces(loop) -> int:
         loop._advance.experimental_get_tracing_count()
 
 
-def _unshared(monkeypatch, run):
-    """``run()`` with sharing switched off: the independent truth."""
+def _unshared(monkeypatch, run, model=None):
+    """``run()`` with sharing switched off: the independent truth. ``model``: one already
+    optimized, whose cached objective (holding the shared loop) is dropped first, so that the
+    run traces its own."""
+    if model is not None:
+        flatvec.clear_objective_cache(model)
     with monkeypatch.context() as patch:
         patch.setattr(graph_reuse, "find", lambda key: None)
         patch.setattr(graph_reuse, "keep", lambda key, template: None)
@@ -67,10 +71,37 @@ def test_a_fresh_model_of_the_same_architecture_traces_no_loop(
     shared = _fit(model, data, jit_compile=jit_compile)
     assert _traces(loops[0]) == 2 and _traces(loops[1]) == 0
     model.set_weights(weights)
-    alone = _unshared(monkeypatch, lambda: _fit(model, data, jit_compile=jit_compile))
+    alone = _unshared(monkeypatch, lambda: _fit(model, data, jit_compile=jit_compile), model)
+    assert len(loops) == 3 and _traces(loops[2]) == 2  # traced on its own
     assert (shared.nit, shared.nfev, shared.status) == (alone.nit, alone.nfev, alone.status)
     np.testing.assert_array_equal(shared.x, alone.x)
     # The model ends at the shared run's best point (its own variables were written).
+    np.testing.assert_array_equal(
+        np.concatenate([w.ravel() for w in model.get_weights()]), alone.x)
+
+
+@pytest.mark.parametrize("algo, options", [
+    ("lm", {}),  # the dense Gauss-Newton matrix (a nested, XLA-compiled function)
+    ("lm", {"solver": "cg"}),  # Gauss-Newton products
+    ("newton-cg", {}),  # Hessian-vector products
+])
+def test_curvature_methods_share_and_run_as_alone(make_mlp, rng, loops, monkeypatch, algo,
+                                                  options):
+    data = _data(rng)
+    _fit(make_mlp(3, 2, seed=1), data, algo=algo, max_iter=8, **options)
+    model = make_mlp(3, 2, seed=2)
+    weights = model.get_weights()
+    shared = _fit(model, data, algo=algo, max_iter=8, **options)
+    assert _traces(loops[1]) == 0
+    if algo == "lm":
+        assert bool(shared.state.dense) == (options.get("solver") != "cg")
+    model.set_weights(weights)
+    alone = _unshared(monkeypatch, lambda: _fit(model, data, algo=algo, max_iter=8, **options),
+                      model)
+    assert len(loops) == 3 and _traces(loops[2]) == 2  # traced on its own
+    assert (shared.nit, shared.nfev, shared.njev, shared.nhev) == \
+        (alone.nit, alone.nfev, alone.njev, alone.nhev)
+    np.testing.assert_array_equal(shared.x, alone.x)
     np.testing.assert_array_equal(
         np.concatenate([w.ravel() for w in model.get_weights()]), alone.x)
 

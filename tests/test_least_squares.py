@@ -106,11 +106,74 @@ def test_ggn_matches_the_dense_product_and_does_not_depend_on_batching(kind):
         assert int(obj.nhev) == 1 and int(obj.nfev) == 0
 
 
+@pytest.mark.parametrize("kind", ["mse", "cross-entropy", "weighted"])
+def test_the_dense_ggn_matrix_matches_the_dense_reference_on_any_batching(kind):
+    x, rng = _classifier_data()
+    weights = None
+    if kind == "cross-entropy":
+        model, y = _net(3), rng.integers(0, 3, 23)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+    else:
+        model, y = _net(2), rng.normal(size=(23, 2))
+        loss = keras.losses.MeanSquaredError(dtype="float64")
+    if kind == "weighted":  # sample weights scale each sample's share (mean over N elements)
+        weights = rng.uniform(0.5, 2.0, 23)
+        scaled = lambda yt, yp: loss.call(yt, yp) * weights  # noqa: E731
+        dense = _dense_ggn(model, x, y, scaled)
+    else:
+        dense = _dense_ggn(model, x, y, loss.call)
+    space = flatvec.FlatParamSpace(model)
+    w = space.get()
+    data = (x, y) if weights is None else (x, y, weights)
+    for batch_size in (None, 5):
+        obj = flatvec.Objective.from_model(model, data, loss, batch_size=batch_size)
+        f, g = obj.value_and_gradient(w)
+        system = obj.gauss_newton_matrix(w)
+        np.testing.assert_allclose(system.matrix.numpy(), dense, rtol=1e-10, atol=1e-13)
+        assert float(system.value) == pytest.approx(float(f), rel=1e-13)
+        np.testing.assert_allclose(system.gradient.numpy(), g.numpy(), rtol=1e-10, atol=1e-14)
+        assert (int(obj.njev), int(obj.nfev), int(obj.nhev)) == (2, 1, 0)
+    assert obj.ggn_rows(w) == 5 * (3 if kind == "cross-entropy" else 2)
+
+
+def test_the_dense_residual_system_is_j_transpose_j_in_either_mode():
+    fun = _exp_fit()  # m = 15 >= n = 4: forward mode
+    wide = lambda p: fun(p)[:3]  # noqa: E731 - m = 3 < n = 4: reverse mode
+    x = tf.constant([2.0, 0.5, 0.1, 2.5], F64)
+    h = 1e-6
+    for f in (fun, wide):
+        obj = flatvec.Objective.from_residuals(f, size=4)
+        fd = np.stack([(f(x + h * e) - f(x - h * e)).numpy() / (2 * h) for e in np.eye(4)], 1)
+        r = f(x).numpy()
+        value, grad, matrix = obj.gauss_newton_matrix(x)
+        np.testing.assert_allclose(matrix.numpy(), fd.T @ fd, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(grad.numpy(), fd.T @ r, rtol=1e-7, atol=1e-9)
+        assert float(value) == pytest.approx(0.5 * r @ r, rel=1e-14)
+        assert obj.ggn_rows(x) == len(r) and int(obj.njev) == 1 and int(obj.nfev) == 0
+
+
+def test_a_residual_function_xla_cannot_lower_still_gets_its_matrix():
+    fun = _exp_fit()
+
+    def through_numpy(p):  # a NumPy call XLA cannot compile: the matrix is formed without XLA
+        two = tf.reshape(tf.numpy_function(lambda: np.array(2.0), [], F64), [])
+        return fun(p) * (two - 1.0)
+
+    obj = flatvec.Objective.from_residuals(through_numpy, size=4)
+    x = tf.constant([2.0, 0.5, 0.1, 2.5], F64)
+    _, _, matrix = obj.gauss_newton_matrix(x)
+    jac = tf.function(obj.jacobian)(x)
+    np.testing.assert_allclose(matrix.numpy(), (tf.transpose(jac) @ jac).numpy(), rtol=1e-12)
+    assert not obj._compiled["ggn_matrix_body"]._jit_compile
+    res = flatvec.minimize(obj, x, "lm", gtol=1e-10)
+    assert res.success and bool(res.state.dense)
+
+
 def test_a_function_objective_has_no_gauss_newton_product():
     obj = flatvec.Objective.from_function(lambda x: tf.reduce_sum(x**4))
     with pytest.raises(TypeError, match="ggn_vp: needs a model objective"):
         obj.gauss_newton_product(tf.ones([2], F64), tf.ones([2], F64))
-    with pytest.raises(TypeError, match="needs a residual objective"):
+    with pytest.raises(TypeError, match="needs a residual or model objective"):
         flatvec.minimize(lambda x: tf.reduce_sum(x**4), tf.ones([2], F64), "lm", solver="dense")
 
 
@@ -173,7 +236,8 @@ def test_lm_paths_and_gauss_newton_agree_on_a_curve_fit():
             assert res.nhev > 0
 
 
-def test_lm_fits_the_sinc_network_matrix_free():
+@pytest.mark.parametrize("solver", ["cg", "auto"])
+def test_lm_fits_the_sinc_network(solver):
     # The Keras LM package's example: 1 -> 20 -> 1 tanh MLP, y = sinc(x) on [-1, 1].
     x = np.linspace(-1.0, 1.0, 200)[:, None]
     y = np.sinc(x)
@@ -183,8 +247,10 @@ def test_lm_fits_the_sinc_network_matrix_free():
                               keras.layers.Dense(1, dtype="float64")])
     seen = []
     res = flatvec.minimize(model, (x, y), "lm", loss="mse", max_iter=400, gtol=0.0,
-                           callbacks=[lambda r: seen.append((r.fun, r.x.copy()))])
-    assert not bool(res.state.dense) and res.nhev > 0
+                           solver=solver, callbacks=[lambda r: seen.append((r.fun, r.x.copy()))])
+    # "auto": 61 parameters x 200 outputs is small: the dense Gauss-Newton matrix, no products
+    dense = solver == "auto"
+    assert bool(res.state.dense) == dense and (res.nhev == 0) == dense
     assert res.fun <= 1e-8, res.fun
     pred = model(x).numpy()
     assert float(np.mean((pred - y) ** 2)) == pytest.approx(res.fun, rel=1e-9)

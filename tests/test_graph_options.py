@@ -1,0 +1,77 @@
+"""The lean graph-optimization configuration of flatvec's own calls: it reaches the calls, stays
+inside them, and changes a run by rounding only (same iterations and evaluations, the same
+point to the last few bits) against TensorFlow's default."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from problems import PROBLEMS
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.eager import context
+
+import flatvec
+from flatvec import graph_options, graph_reuse
+
+
+def _rewrite_options() -> rewriter_config_pb2.RewriterConfig:
+    config = config_pb2.ConfigProto()
+    config.ParseFromString(context.context().function_call_options.config_proto_serialized)
+    return config.graph_options.rewrite_options
+
+
+def test_the_lean_configuration_holds_inside_the_block_only(monkeypatch):
+    monkeypatch.setenv("FLATVEC_LEAN_GRAPHS", "1")
+    before = context.context().function_call_options.config_proto_serialized
+    with graph_options.lean_calls():
+        rewrite = _rewrite_options()
+        assert rewrite.meta_optimizer_iterations == rewriter_config_pb2.RewriterConfig.ONE
+        assert rewrite.layout_optimizer == rewriter_config_pb2.RewriterConfig.OFF
+        # The passes that change rounding stay on (DEFAULT = on).
+        assert rewrite.arithmetic_optimization != rewriter_config_pb2.RewriterConfig.OFF
+        assert rewrite.common_subgraph_elimination != rewriter_config_pb2.RewriterConfig.OFF
+    assert context.context().function_call_options.config_proto_serialized == before
+    monkeypatch.setenv("FLATVEC_LEAN_GRAPHS", "0")
+    with graph_options.lean_calls():
+        assert context.context().function_call_options.config_proto_serialized == before
+
+
+def _sinc_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((1,), dtype="float64"),
+                             keras.layers.Dense(8, "tanh", dtype="float64"),
+                             keras.layers.Dense(1, dtype="float64")])
+
+
+def _runs():
+    x = np.linspace(-1.0, 1.0, 200)[:, None]
+    quadratic = PROBLEMS["quadratic_50"]
+    rosen = PROBLEMS["extended_rosenbrock_100"]
+    return {
+        "cg-quadratic": lambda: flatvec.minimize(quadratic.fun, tf.constant(quadratic.x0), "cg",
+                                                 gtol=1e-6, ftol=0.0, max_iter=10000),
+        "lbfgs-rosenbrock": lambda: flatvec.minimize(rosen.fun, tf.constant(rosen.x0), "lbfgs",
+                                                     gtol=1e-6, max_iter=10000),
+        "lm-sinc": lambda: flatvec.minimize(_sinc_model(), (x, np.sinc(x)), "lm", loss="mse",
+                                            max_iter=30, gtol=0.0),
+        "newton-cg-sinc": lambda: flatvec.minimize(_sinc_model(), (x, np.sinc(x)), "newton-cg",
+                                                   loss="mse", max_iter=10, gtol=0.0),
+    }
+
+
+@pytest.mark.parametrize("name", list(_runs()))
+def test_a_lean_run_is_the_default_run_up_to_rounding(monkeypatch, name):
+    run = _runs()[name]
+    results = {}
+    for lean in ("0", "1"):
+        monkeypatch.setenv("FLATVEC_LEAN_GRAPHS", lean)
+        graph_reuse.clear()
+        tf.random.set_seed(0)  # clears TensorFlow's caches: each run instantiates its graphs
+        results[lean] = run()
+    default, lean = results["0"], results["1"]
+    assert (lean.nit, lean.nfev, lean.njev, lean.nhev, lean.status) == \
+        (default.nit, default.nfev, default.njev, default.nhev, default.status)
+    np.testing.assert_allclose(lean.x, default.x, rtol=1e-12, atol=1e-14)
+    assert lean.fun == pytest.approx(default.fun, rel=1e-12, abs=1e-15)
