@@ -27,9 +27,9 @@ Two ways to solve the damped system, chosen by ``solver``:
     at the start) halves on :math:`\rho < 1/4` and grows to :math:`2 \|D p\|` on
     :math:`\rho \ge 3/4`; steps with :math:`\rho > 10^{-4}` are accepted. A rejected step
     costs one value (``nfev``) and no Jacobian. Memory :math:`O(n^2 + n \cdot rows)`. On
-    the MGH problems of
-    ``tests/problems.py`` it solves 41 of 41, as ``scipy.optimize.least_squares(method="lm")``
-    does, with a median ratio of residual plus Jacobian evaluations to it of 0.92.
+    the MGH problems of ``tests/problems.py`` (the 40 with n <= 100) it solves 40 of 40, as
+    ``scipy.optimize.least_squares(method="lm")`` does, with a median ratio of residual plus
+    Jacobian evaluations to it of 0.83 (2044 against 2396 in all).
 ``"cg"``
     matrix-free, for residual and model objectives alike: CG on Gauss-Newton products
     (:math:`D = I`, one ``nhev`` per inner iteration; residual :math:`\le \min(0.5, \|g\|)

@@ -28,6 +28,7 @@ tested ones (:mod:`flatvec.versions`), where the calls run with TensorFlow's def
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -45,9 +46,14 @@ _SKIPPED = (
 _lean: dict[bytes, object] = {}  # the default call options' config -> lean call options
 
 
+@functools.lru_cache(maxsize=1)
+def _tested() -> bool:
+    return is_tested()  # versions do not change in a process; parsing them costs 40 us a call
+
+
 def enabled() -> bool:
     """Whether flatvec's calls use the lean configuration."""
-    return os.environ.get("FLATVEC_LEAN_GRAPHS", "1") != "0" and is_tested()
+    return os.environ.get("FLATVEC_LEAN_GRAPHS", "1") != "0" and _tested()
 
 
 def _lean_options(default: object) -> object:
