@@ -9,6 +9,7 @@ from typing import Any
 import tensorflow as tf
 
 from flatvec.space import FlatParamSpace
+from flatvec.sweep import Terms
 
 __all__ = ["ggn_matrix_terms", "ggn_terms"]
 
@@ -35,10 +36,9 @@ def ggn_terms(
     mode), the loss's curvature in output space, and one backward pass for :math:`J^\top u`.
     The regularization's curvature is exact (weight regularizers are convex).
 
-    Returns the batch's ``_Terms``: loss sum (regularization included, as the value), count,
+    Returns the batch's ``Terms``: loss sum (regularization included, as the value), count,
     an empty gradient and :math:`G v` summed over the batch.
     """
-    from flatvec.objective import _Terms  # the sweep's record type
 
     variables = space.tf_variables
     with tf.autodiff.ForwardAccumulator(variables, tangents) as acc:
@@ -65,7 +65,7 @@ def ggn_terms(
     gv = space.pack(jt_u, allow_unused=allow_unused, name="grads")
     gv += count * space.pack(reg_hv, allow_unused=True, name="grads")
     empty = tf.zeros([0], space.dtype)
-    return _Terms(tf.cast(loss_sum, space.dtype) + count * reg, count, empty, gv)
+    return Terms(tf.cast(loss_sum, space.dtype) + count * reg, count, empty, gv)
 
 
 def _flat_concat(parts: Any, dtype: tf.DType) -> tf.Tensor:
@@ -93,10 +93,9 @@ def ggn_matrix_terms(
     :meth:`flatvec.Objective.ggn_matrix` runs it where XLA can lower it), against 61 x 1.0 ms
     for the same matrix from :func:`ggn_terms` products.
 
-    Returns the batch's ``_Terms``: loss sum (regularization included), count, the gradient,
+    Returns the batch's ``Terms``: loss sum (regularization included), count, the gradient,
     and :math:`G` flattened row-major into the product slot.
     """
-    from flatvec.objective import _Terms  # the sweep's record type
 
     variables, dtype, n = space.tf_variables, space.dtype, space.size
     with tf.GradientTape(persistent=True) as tape:
@@ -139,4 +138,4 @@ def ggn_matrix_terms(
     if has_reg:
         g += count * space.pack(reg_grads, allow_unused=True, name="grads")
         matrix += count * reg_hess
-    return _Terms(tf.cast(loss_sum, dtype) + count * reg, count, g, tf.reshape(matrix, [-1]))
+    return Terms(tf.cast(loss_sum, dtype) + count * reg, count, g, tf.reshape(matrix, [-1]))

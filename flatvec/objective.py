@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -21,7 +20,17 @@ from flatvec.data import (
     prepare_data,
 )
 from flatvec.data_checks import check_model_takes_data
+from flatvec.objective_checks import check_arity, check_function_options, check_scalar
 from flatvec.space import FlatParamSpace, _is_float_array
+from flatvec.sweep import (
+    Terms,
+    Want,
+    add_terms,
+    differentiate,
+    loop_dataset,
+    loop_stacked,
+    zero_terms,
+)
 
 __all__ = ["GaussNewtonSystem", "Objective", "ValueAndGradient"]
 
@@ -39,27 +48,6 @@ class GaussNewtonSystem(NamedTuple):
     value: tf.Tensor
     gradient: tf.Tensor
     matrix: tf.Tensor
-
-
-class _Terms(NamedTuple):
-    """Per-batch sums: weighted loss sum, element count, gradient (and Hv) of the sum."""
-
-    loss_sum: tf.Tensor
-    count: tf.Tensor
-    grad: tf.Tensor  # empty for a value-only sweep
-    hvp: tf.Tensor  # empty when no product was asked for (keeps loop structures None-free);
-    # the dense Gauss-Newton matrix flattened, for a ``matrix`` sweep
-
-
-class _Want(NamedTuple):
-    """What a sweep computes besides the value: the gradient, and for tangents ``v`` the
-    Hessian-vector product (or, with ``ggn``, the generalized Gauss-Newton product); with
-    ``matrix`` the gradient and the dense Gauss-Newton matrix."""
-
-    gradient: bool = True
-    tangents: list[tf.Tensor] | None = None
-    ggn: bool = False
-    matrix: bool = False
 
 
 def with_autograph(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -126,7 +114,7 @@ class Objective:
         space: FlatParamSpace | None,
         dtype: tf.DType,
         size: int | None,
-        terms: Callable[..., _Terms] | None = None,
+        terms: Callable[..., Terms] | None = None,
         data: FullBatchData | None = None,
         fun: Callable[[tf.Tensor], tf.Tensor] | None = None,
         strategy: tf.distribute.Strategy | None = None,
@@ -168,7 +156,7 @@ class Objective:
         >>> float(f), g.numpy().tolist()
         (5.0, [2.0, 4.0])
         """
-        _check_function_options(fun, dtype, size)
+        check_function_options(fun, dtype, size)
         return cls(space=None, dtype=dtype, size=size, fun=with_autograph(fun),
                    jit_compile=jit_compile)
 
@@ -195,7 +183,7 @@ class Objective:
         """
         from flatvec.residuals import ResidualObjective
 
-        _check_function_options(fun, dtype, size)
+        check_function_options(fun, dtype, size)
         return ResidualObjective(fun, dtype=dtype, size=size, jit_compile=jit_compile)
 
     @classmethod
@@ -211,18 +199,18 @@ class Objective:
         """Objective of a zero-argument ``loss_fn`` that reads ``variables``."""
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a zero-argument callable, got {type(loss_fn)}")
-        _check_arity(loss_fn, "loss_fn", 0)
+        check_arity(loss_fn, "loss_fn", 0)
         space = FlatParamSpace(variables, dtype=dtype)
         user_loss = with_autograph(loss_fn)
 
         def value() -> tf.Tensor:
             f = user_loss()
-            _check_scalar(f, "loss_fn")  # also keeps a tuple from passing as (sum, count)
+            check_scalar(f, "loss_fn")  # also keeps a tuple from passing as (sum, count)
             return f
 
-        def terms(batch: Batch | None, want: _Want) -> _Terms:
+        def terms(batch: Batch | None, want: Want) -> Terms:
             del batch
-            return _differentiate(space, value, want, allow_unused)
+            return differentiate(space, value, want, allow_unused)
 
         return cls(space=space, dtype=space.dtype, size=space.size, terms=terms,
                    jit_compile=jit_compile)
@@ -332,7 +320,7 @@ class Objective:
             # once whatever the batching.
             return loss_sum + count * regularization(), count
 
-        def terms(batch: Batch, want: _Want) -> _Terms:
+        def terms(batch: Batch, want: Want) -> Terms:
             if want.matrix:
                 return ggn_matrix_terms(space, lambda: model(batch.x, training=training),
                                         lambda y_pred: data_loss(batch, y_pred), regularization,
@@ -341,7 +329,7 @@ class Objective:
                 return ggn_terms(space, lambda: model(batch.x, training=training),
                                  lambda y_pred: data_loss(batch, y_pred), regularization,
                                  want.tangents, allow_unused)
-            return _differentiate(space, lambda: batch_loss(batch), want, allow_unused)
+            return differentiate(space, lambda: batch_loss(batch), want, allow_unused)
 
         ggn_rows = None
         if probe_data is not None:
@@ -412,10 +400,10 @@ class Objective:
         self.nfev.assign_add(1)
         if self._fun is not None:
             f = self._fun(x)
-            _check_scalar(f)
+            check_scalar(f)
             return tf.cast(f, self._dtype)
         self._space.assign(x)
-        return self._sweep(_Want(gradient=False)).loss_sum
+        return self._sweep(Want(gradient=False)).loss_sum
 
     @tf.autograph.experimental.do_not_convert
     def __call__(self, x: tf.Tensor) -> ValueAndGradient:
@@ -426,11 +414,11 @@ class Objective:
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 f = self._fun(x)
-            _check_scalar(f)
+            check_scalar(f)
             g = tape.gradient(f, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return ValueAndGradient(tf.cast(f, self._dtype), g)
         self._space.assign(x)
-        t = self._sweep(_Want())
+        t = self._sweep(Want())
         return ValueAndGradient(t.loss_sum, t.grad)
 
     @tf.autograph.experimental.do_not_convert
@@ -445,7 +433,7 @@ class Objective:
                 g = tape.gradient(f, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         self._space.assign(x)
-        return self._sweep(_Want(tangents=self._space.unpack(v))).hvp
+        return self._sweep(Want(tangents=self._space.unpack(v))).hvp
 
     @tf.autograph.experimental.do_not_convert
     def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
@@ -463,7 +451,7 @@ class Objective:
                 "(Objective.from_residuals); this objective has neither")
         self.nhev.assign_add(1)
         self._space.assign(x)
-        return self._sweep(_Want(tangents=self._space.unpack(v), ggn=True)).hvp
+        return self._sweep(Want(tangents=self._space.unpack(v), ggn=True)).hvp
 
     @tf.autograph.experimental.do_not_convert
     def ggn_matrix(self, x: tf.Tensor) -> GaussNewtonSystem:
@@ -484,7 +472,7 @@ class Objective:
 
     def _ggn_matrix_body(self, x: tf.Tensor) -> GaussNewtonSystem:
         self._space.assign(x)
-        t = self._sweep(_Want(matrix=True))
+        t = self._sweep(Want(matrix=True))
         return GaussNewtonSystem(t.loss_sum, t.grad, tf.reshape(t.hvp, [self._size, self._size]))
 
     def _traced_once(self, name: str, fn: Callable[[tf.Tensor], Any], x: tf.Tensor, *,
@@ -514,26 +502,26 @@ class Objective:
             self._compiled[name] = compiled
         return self._compiled[name]
 
-    def _sweep(self, want: _Want) -> _Terms:
+    def _sweep(self, want: Want) -> Terms:
         """Sum batch terms over the whole data and normalize: ``(f, g[, Hv])``."""
         data = self._data
         if data is None:  # closure: a single "batch"
             return self._terms(None, want)
         run = self._terms_on_replicas if self._strategy is not None else self._terms
         if data.batches is not None:
-            total = _add_terms([run(b, want) for b in data.batches])
+            total = add_terms([run(b, want) for b in data.batches])
         else:
-            total = _zero_terms(self._dtype, self._size, want)
+            total = zero_terms(self._dtype, self._size, want)
             if data.stacked is not None:
-                total = _loop_stacked(lambda b: run(b, want), data.stacked, total)
+                total = loop_stacked(lambda b: run(b, want), data.stacked, total)
                 if data.tail is not None:
-                    total = _add_terms([total, run(data.tail, want)])
+                    total = add_terms([total, run(data.tail, want)])
             else:
-                total = _loop_dataset(lambda b: run(b, want), data.dataset, total)
+                total = loop_dataset(lambda b: run(b, want), data.dataset, total)
         inv = 1.0 / total.count
-        return _Terms(total.loss_sum * inv, total.count, total.grad * inv, total.hvp * inv)
+        return Terms(total.loss_sum * inv, total.count, total.grad * inv, total.hvp * inv)
 
-    def _terms_on_replicas(self, batch: Batch, want: _Want) -> _Terms:
+    def _terms_on_replicas(self, batch: Batch, want: Want) -> Terms:
         strategy = self._strategy
         per_replica = strategy.run(self._terms, args=(batch, want))
         return tf.nest.map_structure(
@@ -589,81 +577,6 @@ class Objective:
 
 
 # ---------------------------------------------------------------------- helpers
-def _differentiate(
-    space: FlatParamSpace,
-    loss_fn: Callable[[], Any],
-    want: _Want,
-    allow_unused: bool,
-) -> _Terms:
-    """Value, and as ``want`` asks the gradient and a Hessian-vector product, of ``loss_fn``
-    in the space. ``loss_fn`` returns either a scalar or ``(loss_sum, count)``."""
-    variables = space.tf_variables
-    empty = tf.zeros([0], space.dtype)
-    one = tf.ones([], space.dtype)
-
-    def evaluate() -> tuple[tf.Tensor, tf.Tensor]:
-        out = loss_fn()
-        loss_sum, count = out if isinstance(out, tuple) else (out, None)
-        _check_scalar(loss_sum, "loss_fn")
-        return tf.cast(loss_sum, space.dtype), one if count is None else count
-
-    def value_and_grad() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            loss_sum, count = evaluate()
-        grads = tape.gradient(loss_sum, variables, unconnected_gradients="none")
-        return loss_sum, count, space.pack(grads, allow_unused=allow_unused, name="grads")
-
-    if want.tangents is None and not want.gradient:
-        loss_sum, count = evaluate()
-        return _Terms(loss_sum, count, empty, empty)
-    if want.tangents is None:
-        return _Terms(*value_and_grad(), empty)
-    with tf.autodiff.ForwardAccumulator(variables, want.tangents) as acc:
-        loss_sum, count, g = value_and_grad()
-    hv = acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return _Terms(loss_sum, count, g, hv)
-
-
-def _check_function_options(fun: Any, dtype: Any, size: Any) -> None:
-    """The checks shared by the function and residual constructors."""
-    if not callable(fun):
-        raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
-    try:
-        floating = tf.as_dtype(dtype).is_floating
-    except TypeError:
-        floating = False
-    if not floating:
-        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"size: expected a positive int or None, got {size!r}")
-    _check_arity(fun, "fun", 1)
-
-
-def _check_arity(fun: Any, name: str, count: int) -> None:
-    """``fun`` must take ``count`` positional arguments (where its signature can be read)."""
-    try:
-        signature = inspect.signature(fun)
-    except (TypeError, ValueError):  # builtins and extension types: nothing to read
-        return
-    try:
-        signature.bind(*[None] * count)
-    except TypeError as err:
-        wanted = "no arguments" if count == 0 else "one argument (a 1-D tensor)"
-        raise TypeError(f"{name}: expected a function of {wanted}, got one with signature "
-                        f"{signature} ({err})") from None
-
-
-def _check_scalar(f: Any, name: str = "fun") -> None:
-    if not isinstance(f, (tf.Tensor, tf.Variable)):
-        # A NumPy or Python number is a constant: it carries no gradient.
-        raise TypeError(f"{name}: must return a scalar tf.Tensor computed from its argument, "
-                        f"got {type(f).__name__}")
-    if not f.dtype.is_floating:
-        raise TypeError(f"{name}: must return a floating scalar, got dtype {f.dtype.name}")
-    if tf.TensorShape(f.shape).rank != 0:
-        raise ValueError(f"{name}: must return a scalar, got shape {tuple(f.shape)}")
-
-
 def _broadcast_weights(weights: Any, losses: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     weights = tf.cast(weights, dtype)
     if weights.shape.rank is not None and losses.shape.rank is not None:
@@ -672,58 +585,6 @@ def _broadcast_weights(weights: Any, losses: tf.Tensor, dtype: tf.DType) -> tf.T
         while weights.shape.rank < losses.shape.rank:
             weights = weights[..., None]
     return weights
-
-
-def _as_batch(element: Any) -> Batch:
-    return Batch(element[0], element[1], element[2] if len(element) == 3 else None)
-
-
-def _add_terms(terms: list[_Terms]) -> _Terms:
-    if len(terms) == 1:
-        return terms[0]
-    return _Terms(
-        tf.add_n([t.loss_sum for t in terms]),
-        tf.add_n([t.count for t in terms]),
-        tf.add_n([t.grad for t in terms]),
-        tf.add_n([t.hvp for t in terms]),
-    )
-
-
-def _zero_terms(dtype: tf.DType, size: int, want: _Want) -> _Terms:
-    zero, zeros, empty = tf.zeros([], dtype), tf.zeros([size], dtype), tf.zeros([0], dtype)
-    if want.matrix:
-        return _Terms(zero, zero, zeros, tf.zeros([size * size], dtype))
-    return _Terms(zero, zero, zeros if want.gradient and not want.ggn else empty,
-                  zeros if want.tangents is not None else empty)
-
-
-def _loop_stacked(run: Callable[[Batch], _Terms], stacked: Batch, total: _Terms) -> _Terms:
-    """Sum ``run`` over batches stacked on a leading axis, one batch in the graph."""
-    num = tf.shape(tf.nest.flatten(stacked.x)[0])[0]
-
-    def body(i: tf.Tensor, acc: _Terms) -> tuple[tf.Tensor, _Terms]:
-        batch = tf.nest.map_structure(lambda t: None if t is None else t[i], stacked)
-        return i + 1, _add_terms([acc, run(Batch(*batch))])
-
-    _, total = tf.while_loop(lambda i, _: i < num, body, (tf.constant(0), total))
-    return total
-
-
-def _loop_dataset(run: Callable[[Batch], _Terms], dataset: Any, total: _Terms) -> _Terms:
-    """Sum ``run`` over a (possibly distributed) dataset, streamed with one iterator.
-
-    An explicit ``get_next_as_optional`` loop is 3-6x faster than an AutoGraph
-    ``for batch in dataset`` (scan + take_while + reduce) on the digits MLP with batch 64.
-    """
-    iterator = iter(dataset)
-
-    def body(opt: Any, acc: _Terms) -> tuple[Any, _Terms]:
-        return iterator.get_next_as_optional(), _add_terms([acc, run(_as_batch(opt.get_value()))])
-
-    _, total = tf.while_loop(
-        lambda opt, _: opt.has_value(), body, (iterator.get_next_as_optional(), total)
-    )
-    return total
 
 
 def _model_strategy(model: Any) -> tf.distribute.Strategy | None:
