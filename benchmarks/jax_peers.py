@@ -75,13 +75,20 @@ class JaxMethod(Method):
         solve = jax.jit(build(fun, inst.spec) if build else _optimistix_solve(
             fun, inst.spec, self.algo))
 
+        # float32 problems run with JAX's default, 64-bit types off (the mirror turns them on
+        # for the float64 problems, process-wide): with them on, optimistix's L-BFGS promoted
+        # its float32 descent direction to float64 and failed to trace.
+        precision = lambda: jax.enable_x64(inst.spec.dtype == "float64")  # noqa: E731
+
         def evaluate() -> Any:
-            return jax.block_until_ready(value_and_grad(x0))
+            with precision():
+                return jax.block_until_ready(value_and_grad(x0))
 
         def run() -> RunOutput:
-            start = time.perf_counter()
-            out = jax.block_until_ready(solve(x0))
-            wall = time.perf_counter() - start
+            with precision():
+                start = time.perf_counter()
+                out = jax.block_until_ready(solve(x0))
+                wall = time.perf_counter() - start
             return _output(out, wall)
 
         return Prepared(lambda: None, run, evaluate)
