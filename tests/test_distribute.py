@@ -59,6 +59,7 @@ SCRIPT = textwrap.dedent(
 
     out = {"replicas": strategy.num_replicas_in_sync}
     v = rng.normal(size=3 * 4 + 3 + 3 * 2 + 2)
+    out["v"] = v.tolist()
     for name, (make_data, batch_size, loss, with_hvp) in CASES.items():
         single = flatvec.Objective.from_model(build(), make_data(), loss, batch_size=batch_size)
         x = single.space.get()
@@ -74,6 +75,7 @@ SCRIPT = textwrap.dedent(
             if with_hvp:
                 res[key]["hv"] = obj.hessian_vector_product(x, tf.constant(v)).numpy().tolist()
                 res[key]["gv"] = obj.gauss_newton_product(x, tf.constant(v)).numpy().tolist()
+                res[key]["gm"] = obj.gauss_newton_matrix(x).matrix.numpy().tolist()
             res[key]["nfev"] = int(obj.nfev)
         res["replicas_seen"] = sorted(set(int(r) for r in replicas_seen))  # while tracing
         out[name] = res
@@ -136,7 +138,11 @@ def test_mirrored_equals_single_device(results, case):
     if "hv" in single:
         np.testing.assert_allclose(dist["hv"], single["hv"], rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(dist["gv"], single["gv"], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(dist["gm"], single["gm"], rtol=1e-10, atol=1e-13)
     assert dist["nfev"] == single["nfev"] == 1
+    if "hv" in single:  # the dense matrix is a Jacobian evaluation, not a function one
+        np.testing.assert_allclose(np.asarray(single["gm"]) @ results["v"], single["gv"],
+                                   rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("algo", ["newton-cg", "trust-ncg"])
