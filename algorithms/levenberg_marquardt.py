@@ -40,7 +40,8 @@ Two ways to solve the damped system, chosen by ``solver``:
     ``dense_max_entries`` (rows: the residuals :math:`m`, or a model's largest batch times its
     outputs per sample; unknown for streamed data and under a strategy, which take ``"cg"``),
     else ``"cg"``. The choice is in ``state.dense``. On the sinc fit (n = 61, 1000 samples)
-    an iteration of the dense path costs about 15 ms against 28 ms by CG on products.
+    an iteration of the dense path costs 3-5 ms (2.6 ms of it the matrix, compiled by XLA)
+    against 28 ms by CG on products.
 
 Stop reason of its own: the step bound reached its limit (:math:`\lambda > 10^{16}` times its
 start, or :math:`\Delta \le 10^{-15} \|D x\|`; no step decreases :math:`f` any more).

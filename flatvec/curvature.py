@@ -21,7 +21,7 @@ def ggn_terms(
     regularization: Callable[[], tf.Tensor],
     tangents: list[tf.Tensor],
     allow_unused: bool,
-) -> Any:
+) -> Terms:
     r"""One batch's share of the generalized Gauss-Newton product
     :math:`G v = J^\top H_L J v + n_b \nabla^2 R\, v`.
 
@@ -79,7 +79,7 @@ def ggn_matrix_terms(
     data_loss: Callable[[Any], tuple[tf.Tensor, tf.Tensor]],
     regularization: Callable[[], tf.Tensor],
     allow_unused: bool,
-) -> Any:
+) -> Terms:
     r"""One batch's share of the value, the gradient and the dense generalized Gauss-Newton
     matrix :math:`G = J^\top H_L J + n_b \nabla^2 R` (arguments as :func:`ggn_terms`).
 

@@ -335,8 +335,8 @@ class CompiledLoop:
         # <=: a later point of equal value (a step that changed f by less than its rounding)
         # is kept, so the result's gradient is the one the gtol test saw; so is the point where
         # the gtol test holds when its value exceeds the best by rounding only (CG on the
-        # 50-dimensional quadratic ended 3e-14 above its best point, whose gradient failed
-        # gtol).
+        # 50-dimensional quadratic ended a few ulps above its best point, whose gradient
+        # failed gtol, and the result said "converged" with that gradient).
         rounding = ROUNDING_ULPS * np.finfo(state.f.dtype.as_numpy_dtype).eps * tf.maximum(
             tf.abs(carry.best_f), tf.abs(state.f))
         converged_here = (status == int(Status.CONVERGED_GTOL)) & (
