@@ -78,14 +78,14 @@ class JaxMethod(Method):
         # float32 problems run with JAX's default, 64-bit types off (the mirror turns them on
         # for the float64 problems, process-wide): with them on, optimistix's L-BFGS promoted
         # its float32 descent direction to float64 and failed to trace.
-        precision = lambda: jax.enable_x64(inst.spec.dtype == "float64")  # noqa: E731
+        x64 = inst.spec.dtype == "float64"
 
         def evaluate() -> Any:
-            with precision():
+            with jax.enable_x64(x64):
                 return jax.block_until_ready(value_and_grad(x0))
 
         def run() -> RunOutput:
-            with precision():
+            with jax.enable_x64(x64):
                 start = time.perf_counter()
                 out = jax.block_until_ready(solve(x0))
                 wall = time.perf_counter() - start

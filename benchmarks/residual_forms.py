@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 import flatvec
+from flatvec.residuals import residuals_and_jacobian
 
 __all__ = ["ResidualForm", "jacobian_fn", "keras_mse", "pinn", "rosenbrock"]
 
@@ -159,31 +160,13 @@ def pinn(model: keras.Model, points: np.ndarray, source: np.ndarray, bound: np.n
 
 def jacobian_fn(form: ResidualForm, parts: Sequence[Part] | None = None, *,
                 mode: str = "auto") -> Callable[..., Any]:
-    """``jac(x) -> (r, J)`` for the concatenation of ``parts`` (default: all of ``form``).
-
-    ``mode="auto"`` forms it as flatvec's residual objective does: forward mode (the ``n``
-    columns, vectorized) when there are at least as many rows as parameters, else reverse
-    mode (the rows, vectorized: ``GradientTape.jacobian``); ``"reverse"`` always the latter
-    (the Keras LM package's way). Traceable; not compiled here."""
-    if mode not in ("auto", "reverse"):
-        raise ValueError(f"mode: expected 'auto' or 'reverse', got {mode!r}")
+    """``jac(x) -> (r, J)`` for the concatenation of ``parts`` (default: all of ``form``), by
+    :func:`flatvec.residuals.residuals_and_jacobian`: ``mode="auto"`` as flatvec's residual
+    objective forms it (forward mode for m >= n, else reverse), ``"reverse"`` always reverse
+    mode (the Keras LM package's way). Traceable; not compiled here."""
     chosen = tuple(form.parts if parts is None else parts)
 
     def residuals(x: tf.Tensor) -> tf.Tensor:
         return tf.concat([tf.reshape(part(x), [-1]) for part in chosen], axis=0)
 
-    def jac(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        r = residuals(x)
-        if mode == "auto" and r.shape[0] is not None and r.shape[0] >= x.shape[0]:
-            def column(tangent: tf.Tensor) -> tf.Tensor:
-                with tf.autodiff.ForwardAccumulator(x, tangent) as acc:
-                    out = residuals(x)
-                return acc.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-            return r, tf.transpose(tf.vectorized_map(column, tf.eye(x.shape[0], dtype=x.dtype)))
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            r = residuals(x)
-        return r, tape.jacobian(r, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-    return jac
+    return lambda x: residuals_and_jacobian(residuals, x, mode=mode)

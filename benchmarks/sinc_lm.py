@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             out = fn(x, y, args.width, args.max_iter)
         if name == "flatvec:lm":
             last["model"] = out["model"]
-        times.setdefault((name, attempt), []).append(out["to_target_s"] or float("nan"))
+        # inf where the run missed the target: a median then says so instead of hiding it
+        hit = out["to_target_s"]
+        times.setdefault((name, attempt), []).append(float("inf") if hit is None else hit)
         print(f"{name:14s} {attempt:7s}: n={out['n']} " + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in out.items() if k not in ("n", "model")) + f", dRSS={rss.peak_mib:.0f} MiB",

@@ -175,7 +175,7 @@ def prepare_data(
     if not batches:
         raise ValueError("dataset: is empty")
     check_batches_agree(batches)
-    num_samples = sum(int(tf.shape(tf.nest.flatten(b.x)[0])[0]) for b in batches)
+    num_samples = sum(_rows(b) for b in batches)
     if len(batches) <= MAX_UNROLLED_BATCHES:
         return FullBatchData(tuple(batches), None, None, None, num_samples)
     return _stack(batches, num_samples, data)
@@ -183,7 +183,7 @@ def prepare_data(
 
 def _stack(batches: list[Batch], num_samples: int, data: tf.data.Dataset) -> FullBatchData:
     """Stack the equal-size batches into one leading axis; keep a ragged last batch apart."""
-    sizes = [int(tf.shape(tf.nest.flatten(b.x)[0])[0]) for b in batches]
+    sizes = [_rows(b) for b in batches]
     head, tail = batches, None
     if sizes[-1] != sizes[0]:
         head, tail = batches[:-1], batches[-1]

@@ -384,7 +384,7 @@ class Objective:
 
         ``x`` is the traced point (residual objectives read their length off a trace)."""
         del x
-        return self._ggn_rows if self._data is not None else None
+        return self._ggn_rows
 
     def reset_counters(self) -> None:
         """Set ``nfev``, ``njev`` and ``nhev`` to zero."""
@@ -445,10 +445,7 @@ class Objective:
         :func:`flatvec.curvature.ggn_terms`. Model objectives here; residual objectives
         (:meth:`from_residuals`) have their own ``JᵀJ v``.
         """
-        if self._data is None:
-            raise TypeError(
-                "ggn_vp: needs a model objective (Objective.from_model) or residuals "
-                "(Objective.from_residuals); this objective has neither")
+        self._require_gauss_newton("ggn_vp")
         self.nhev.assign_add(1)
         self._space.assign(x)
         return self._sweep(Want(tangents=self._space.unpack(v), ggn=True)).hvp
@@ -462,13 +459,16 @@ class Objective:
         For small models (:func:`flatvec.curvature.ggn_matrix_terms`: ``[n, rows]`` memory per
         batch); residual objectives have their own ``JᵀJ``.
         """
-        if self._data is None:
-            raise TypeError(
-                "ggn_matrix: needs a model objective (Objective.from_model) or residuals "
-                "(Objective.from_residuals); this objective has neither")
+        self._require_gauss_newton("ggn_matrix")
         self.njev.assign_add(1)
         return self._traced_once("ggn_matrix_body", self._ggn_matrix_body, x,
                                  xla=not self.streams_data)(x)
+
+    def _require_gauss_newton(self, method: str) -> None:
+        if not self.has_gauss_newton:
+            raise TypeError(
+                f"{method}: needs a model objective (Objective.from_model) or residuals "
+                "(Objective.from_residuals); this objective has neither")
 
     def _ggn_matrix_body(self, x: tf.Tensor) -> GaussNewtonSystem:
         self._space.assign(x)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from flatvec.objective import GaussNewtonSystem, Objective, with_autograph
 
-__all__ = ["ResidualObjective"]
+__all__ = ["ResidualObjective", "residuals_and_jacobian"]
 
 
 def _flat(r: Any, dtype: tf.DType) -> tf.Tensor:
@@ -19,6 +19,32 @@ def _flat(r: Any, dtype: tf.DType) -> tf.Tensor:
     if not r.dtype.is_floating:
         raise TypeError(f"fun: must return a floating residual tensor, got dtype {r.dtype.name}")
     return tf.reshape(tf.cast(r, dtype), [-1])
+
+
+def residuals_and_jacobian(residual_fun: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor, *,
+                           mode: str = "auto") -> tuple[tf.Tensor, tf.Tensor]:
+    r"""Traceable :math:`r(x)` (1-D) and its Jacobian :math:`J` (``[m, n]``).
+
+    ``mode="auto"``: forward mode when :math:`m \ge n` (the :math:`n` columns :math:`J e_i`
+    vectorized by ``tf.vectorized_map``, the residual pass shared), else reverse mode (the
+    :math:`m` rows, ``GradientTape.jacobian``); ``"reverse"``: always reverse mode. Forward
+    mode is what makes a dense path pay for tall problems: 7 ms against 83-120 ms by reverse
+    mode on the sinc fit's residuals (:math:`m = 1000, n = 61`).
+    """
+    if mode not in ("auto", "reverse"):
+        raise ValueError(f"mode: expected 'auto' or 'reverse', got {mode!r}")
+    with tf.GradientTape() as tape:  # recording only; used by the reverse branch
+        tape.watch(x)
+        r = residual_fun(x)
+    m, n = r.shape[0], x.shape[0]
+    if mode == "auto" and m is not None and n is not None and m >= n:
+        def column(tangent: tf.Tensor) -> tf.Tensor:
+            with tf.autodiff.ForwardAccumulator(x, tangent) as acc:
+                out = residual_fun(x)
+            return acc.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        return r, tf.transpose(tf.vectorized_map(column, tf.eye(n, dtype=x.dtype)))
+    return r, tape.jacobian(r, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 class ResidualObjective(Objective):
@@ -54,7 +80,7 @@ class ResidualObjective(Objective):
 
     @property
     def has_gauss_newton(self) -> bool:
-        """Always: :math:`J^\top J` is the Gauss-Newton matrix of a residual objective."""
+        r"""Always: :math:`J^\top J` is the Gauss-Newton matrix of a residual objective."""
         return True
 
     def ggn_rows(self, x: tf.Tensor) -> int | None:
@@ -62,33 +88,12 @@ class ResidualObjective(Objective):
         traced ops feed nothing and are pruned), or None if it is not static."""
         return self._residual_fun(x).shape[0]
 
-    def _residuals_and_jacobian(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        r""":math:`r` and :math:`J` (``[m, n]``): forward mode when :math:`m \ge n` (the
-        :math:`n` columns :math:`J e_i` vectorized, the residual pass shared), else reverse
-        mode (the :math:`m` rows). Forward mode is what makes the dense path pay for tall
-        problems: 7 ms against 83-120 ms by reverse mode on the sinc fit's residuals
-        (:math:`m = 1000, n = 61`)."""
-        r = self._residual_fun(x)
-        m, n = r.shape[0], x.shape[0]
-        if m is not None and n is not None and m >= n:
-            def column(tangent: tf.Tensor) -> tf.Tensor:
-                with tf.autodiff.ForwardAccumulator(x, tangent) as acc:
-                    out = self._residual_fun(x)
-                return acc.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-            columns = tf.vectorized_map(column, tf.eye(n, dtype=x.dtype))
-            return r, tf.transpose(columns)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            r = self._residual_fun(x)
-        return r, tape.jacobian(r, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
     @tf.autograph.experimental.do_not_convert
     def jacobian(self, x: tf.Tensor) -> tf.Tensor:
         r"""Traceable dense Jacobian ``[m, n]`` (one ``njev``; forward mode for :math:`m \ge
         n`, else reverse mode, vectorized either way)."""
         self.njev.assign_add(1)
-        return self._residuals_and_jacobian(x)[1]
+        return residuals_and_jacobian(self._residual_fun, x)[1]
 
     @tf.autograph.experimental.do_not_convert
     def ggn_matrix(self, x: tf.Tensor) -> GaussNewtonSystem:
@@ -98,7 +103,7 @@ class ResidualObjective(Objective):
         return self._traced_once("ggn_matrix_body", self._ggn_matrix_body, x, xla=True)(x)
 
     def _ggn_matrix_body(self, x: tf.Tensor) -> GaussNewtonSystem:
-        r, jac = self._residuals_and_jacobian(x)
+        r, jac = residuals_and_jacobian(self._residual_fun, x)
         return GaussNewtonSystem(0.5 * tf.reduce_sum(tf.square(r)),
                                  tf.linalg.matvec(jac, r, transpose_a=True),
                                  tf.linalg.matmul(jac, jac, transpose_a=True))
