@@ -10,7 +10,7 @@ import tensorflow as tf
 from flatvec import graph_options, graph_reuse
 from flatvec.algorithm import Algorithm, start_state, takes_oracle
 from flatvec.objective import Objective, with_autograph
-from flatvec.oracle import Oracle
+from flatvec.oracle import CompiledCalls, Oracle
 from flatvec.status import ALGORITHM_CODE_BASE, Status
 
 __all__ = ["Carry", "CompiledLoop", "StopRule"]
@@ -169,10 +169,17 @@ class CompiledLoop:
         self._init = with_autograph(algorithm.init)
         self._init_takes_oracle = takes_oracle(algorithm.init)
         self._step = with_autograph(algorithm.step)
-        self.oracle = Oracle(objective, needs_hvp=getattr(algorithm, "needs_hvp", False),
-                             needs_ggn=getattr(algorithm, "needs_ggn", False),
-                             needs_residuals=getattr(algorithm, "needs_residuals", False),
-                             owner=type(algorithm).__name__, nonfinite=self.nonfinite)
+        needs = {"needs_hvp": getattr(algorithm, "needs_hvp", False),
+                 "needs_ggn": getattr(algorithm, "needs_ggn", False),
+                 "needs_residuals": getattr(algorithm, "needs_residuals", False),
+                 "owner": type(algorithm).__name__, "nonfinite": self.nonfinite}
+        self.oracle = Oracle(objective, **needs)
+        # The start runs eagerly, its evaluations by the objective's compiled functions: only
+        # the iteration is traced and set up as a whole graph (a graph of the start was
+        # traced and set up again after every reseed, 0.03-0.1 s of a run). Under a strategy
+        # the replicas' calls must be traced in the caller's graph: there the start is one.
+        self._eager_start = getattr(objective, "strategy", None) is None
+        self._start_oracle = Oracle(CompiledCalls(objective), **needs)
         reasons = getattr(algorithm, "stop_reasons", ())
         self._stop_codes = tuple(
             tuple(ALGORITHM_CODE_BASE + k + 1 for k, reason in enumerate(reasons)
@@ -183,7 +190,6 @@ class CompiledLoop:
         self._objective_captures: tuple[tf.Tensor, ...] = ()
         self._template: graph_reuse.LoopTemplate | None = None
         self._host_reads, self._reader = 0, None
-        self._x0_spec: tf.TensorSpec | None = None
         jit = jit_compile or None
         self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
         self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
@@ -213,12 +219,9 @@ class CompiledLoop:
         self._limits.assign([rule.max_iter, rule.max_eval])
         self.nonfinite.assign([0, 0])
         x0 = tf.convert_to_tensor(x0)
-        self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
         with graph_options.lean_calls():
-            if self._template is not None:
-                carry = self._template.start(x0, self._objective_captures, self._own_handles())
-            else:
-                carry = self._start(x0)
+            carry = self._start_graph(x0, self._start_oracle) if self._eager_start else (
+                self._start(x0))
         if state is not None:
             try:
                 tf.nest.assert_same_structure(carry.state, state)
@@ -258,11 +261,11 @@ class CompiledLoop:
             return self._advance_concrete()
 
     def _offer_graphs(self) -> None:
-        if self._shared_key is None or self._x0_spec is None:
+        if self._shared_key is None or self._vars is None:
             return
         template = graph_reuse.LoopTemplate.build(
-            self._start.get_concrete_function(self._x0_spec), self._advance_concrete,
-            self._objective_captures, self._own_handles(), self.algorithm)
+            self._advance_concrete, self._objective_captures, self._own_handles(),
+            self.algorithm)
         if template is not None:
             graph_reuse.keep(self._shared_key, template)
 
@@ -315,8 +318,10 @@ class CompiledLoop:
         for var, value in zip(tf.nest.flatten(self._vars), tf.nest.flatten(carry)):
             var.assign(value)
 
-    def _start_graph(self, x0: tf.Tensor) -> Carry:
-        state = start_state(self._init, x0, self.oracle, self._init_takes_oracle)
+    def _start_graph(self, x0: tf.Tensor, oracle: Oracle | None = None) -> Carry:
+        """The start's carry: traced (``oracle`` None: the loop's own), or run eagerly with an
+        oracle of compiled calls."""
+        state = start_state(self._init, x0, oracle or self.oracle, self._init_takes_oracle)
         f, g = state.f, state.g
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)

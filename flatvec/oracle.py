@@ -147,3 +147,31 @@ class Oracle:
     def vjp(self, x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
         """``Jᵀ u`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
         return self._product(self._check("residuals", "needs_residuals", "vjp")(x, u))
+
+
+# The objective's traceable methods, by the name of their compiled function on the objective
+# (``Objective._compiled_fn``; "vg" is also what graph sharing traces, so a start shares it).
+_COMPILED_NAMES = {"__call__": "vg", "value": "value", "hvp": "hvp", "ggn_vp": "ggn",
+                   "ggn_matrix": "ggn_matrix", "residuals": "residuals",
+                   "jacobian": "jacobian", "jvp": "jvp", "vjp": "vjp"}
+
+
+class CompiledCalls:
+    """An objective whose traceable methods run as its compiled functions: what an
+    :class:`Oracle` wraps to be called outside a graph (the driver's start, done eagerly so
+    that only the iteration is traced as a whole). Other attributes are the objective's."""
+
+    def __init__(self, objective: Any) -> None:
+        self._objective = objective
+
+    def _compiled(self, method: str) -> Any:
+        return self._objective._compiled_fn(_COMPILED_NAMES[method],
+                                            getattr(self._objective, method))
+
+    def __call__(self, x: tf.Tensor) -> Any:
+        return self._compiled("__call__")(x)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _COMPILED_NAMES and hasattr(self._objective, name):
+            return self._compiled(name)
+        return getattr(self._objective, name)
