@@ -111,15 +111,16 @@ def inverse_hessian_product(
         return tf.gather(tf.gather(matrix, order), order, axis=1)
 
     used = tf.cast(tf.range(m) >= m - count, sy.dtype)
-    both = used[:, None] * used[None, :]
+    both = tf.expand_dims(used, 1) * tf.expand_dims(used, 0)
     sy_c = chrono(sy) * both
     # Unused slots get a unit diagonal and no coupling, so they solve to zero.
     r = tf.linalg.band_part(sy_c, 0, -1) + tf.linalg.diag(1.0 - used)
     a = tf.gather(sg, order) * used
-    t = tf.linalg.triangular_solve(r, a[:, None], lower=False)[:, 0]
+    t = tf.squeeze(tf.linalg.triangular_solve(r, tf.expand_dims(a, 1), lower=False), 1)
     u = (tf.linalg.diag_part(sy_c) * t
          + gamma * (tf.linalg.matvec(chrono(yy) * both, t) - tf.gather(yg, order) * used))
-    p = tf.linalg.triangular_solve(r, u[:, None], lower=False, adjoint=True)[:, 0] * used
+    p = tf.squeeze(tf.linalg.triangular_solve(r, tf.expand_dims(u, 1), lower=False,
+                                              adjoint=True), 1) * used
     p_slot, t_slot = tf.gather(p, back), tf.gather(t, back)
     # Row vector times matrix: 2-3x faster in TensorFlow than matvec(..., transpose_a=True).
     return gamma * g + tf.tensordot(p_slot, s, 1) - tf.tensordot(gamma * t_slot, y, 1)
@@ -130,7 +131,9 @@ def _replace_row_and_column(
 ) -> tf.Tensor:
     """``matrix`` with the row and the column where the bool mask ``at`` holds set to ``row``
     and ``column``."""
-    return tf.where(at[:, None], row[None, :], tf.where(at[None, :], column[:, None], matrix))
+    # expand_dims, not [:, None]: indexing traces a strided slice and its constants.
+    return tf.where(tf.expand_dims(at, 1), tf.expand_dims(row, 0),
+                    tf.where(tf.expand_dims(at, 0), tf.expand_dims(column, 1), matrix))
 
 
 class LBFGSDirection(Direction):

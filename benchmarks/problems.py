@@ -206,16 +206,16 @@ def _dense_factory(dtype: str) -> Callable[..., keras.layers.Layer]:
     return dense
 
 
-def plain_digits_mlp(seed: int = 0) -> keras.Model:
+def plain_digits_mlp(seed: int = 0, dtype: str = "float32") -> keras.Model:
     """The Dense(128, tanh)-Dense(128, tanh)-Dense(10) digits MLP without regularizers, seeded
     (the timing scripts compare one evaluation or one epoch on it)."""
     keras.utils.set_random_seed(seed)
     return keras.Sequential(
         [
-            keras.Input((64,)),
-            keras.layers.Dense(128, activation="tanh"),
-            keras.layers.Dense(128, activation="tanh"),
-            keras.layers.Dense(10),
+            keras.Input((64,), dtype=dtype),
+            keras.layers.Dense(128, activation="tanh", dtype=dtype),
+            keras.layers.Dense(128, activation="tanh", dtype=dtype),
+            keras.layers.Dense(10, dtype=dtype),
         ]
     )
 

@@ -173,13 +173,13 @@ class CompiledLoop:
                  "needs_ggn": getattr(algorithm, "needs_ggn", False),
                  "needs_residuals": getattr(algorithm, "needs_residuals", False),
                  "owner": type(algorithm).__name__, "nonfinite": self.nonfinite}
-        self.oracle = Oracle(objective, **needs)
-        # The start runs eagerly, its evaluations by the objective's compiled functions: only
-        # the iteration is traced and set up as a whole graph (a graph of the start was
-        # traced and set up again after every reseed, 0.03-0.1 s of a run). Under a strategy
-        # the replicas' calls must be traced in the caller's graph: there the start is one.
-        self._eager_start = getattr(objective, "strategy", None) is None
-        self._start_oracle = Oracle(CompiledCalls(objective), **needs)
+        # The objective's evaluations are calls of its own compiled functions, in the
+        # iteration's graph as in the start, which runs eagerly (see CompiledCalls). Under a
+        # strategy the replicas' calls must be traced in the caller's graph: there the
+        # objective is inlined and the start is a traced graph too.
+        self._calls_objective = getattr(objective, "strategy", None) is None
+        self.oracle = Oracle(CompiledCalls(objective) if self._calls_objective else objective,
+                             **needs)
         reasons = getattr(algorithm, "stop_reasons", ())
         self._stop_codes = tuple(
             tuple(ALGORITHM_CODE_BASE + k + 1 for k, reason in enumerate(reasons)
@@ -219,9 +219,8 @@ class CompiledLoop:
         self._limits.assign([rule.max_iter, rule.max_eval])
         self.nonfinite.assign([0, 0])
         x0 = tf.convert_to_tensor(x0)
-        with graph_options.lean_calls():
-            carry = self._start_graph(x0, self._start_oracle) if self._eager_start else (
-                self._start(x0))
+        with graph_options.lean_calls(self._calls_objective):
+            carry = self._start_graph(x0) if self._calls_objective else self._start(x0)
         if state is not None:
             try:
                 tf.nest.assert_same_structure(carry.state, state)
@@ -257,7 +256,7 @@ class CompiledLoop:
                 # Calling the concrete function skips the signature lookup (~0.1 ms a call).
                 self._advance_concrete = self._advance.get_concrete_function()
                 self._offer_graphs()
-        with graph_options.lean_calls():
+        with graph_options.lean_calls(self._calls_objective):
             return self._advance_concrete()
 
     def _offer_graphs(self) -> None:
@@ -301,16 +300,18 @@ class CompiledLoop:
             return self._read()
         if self._reader is None:
             self._reader = tf.function(self._read, autograph=False).get_concrete_function()
-        with graph_options.lean_calls():
+        with graph_options.lean_calls(self._calls_objective):
             return self._reader()
 
     # ------------------------------------------------------------------ graph side
     def _rule(self) -> _RuleTensors:
-        tolerances, limits = self._tolerances.read_value(), self._limits.read_value()
-        return _RuleTensors(tolerances[0], tolerances[1], limits[0], limits[1])
+        gtol, ftol = tf.unstack(self._tolerances.value(), 2)
+        max_iter, max_eval = tf.unstack(self._limits.value(), 2)
+        return _RuleTensors(gtol, ftol, max_iter, max_eval)
 
     def _read(self) -> Carry:
-        return tf.nest.map_structure(lambda v: v.read_value(), self._vars)
+        # value(), not read_value(): the same read without an identity node per variable.
+        return tf.nest.map_structure(lambda v: v.value(), self._vars)
 
     def _write(self, carry: Carry) -> None:
         """Store ``carry`` in the variables (every field: the block's ``tf.while_loop`` hands
@@ -318,10 +319,9 @@ class CompiledLoop:
         for var, value in zip(tf.nest.flatten(self._vars), tf.nest.flatten(carry)):
             var.assign(value)
 
-    def _start_graph(self, x0: tf.Tensor, oracle: Oracle | None = None) -> Carry:
-        """The start's carry: traced (``oracle`` None: the loop's own), or run eagerly with an
-        oracle of compiled calls."""
-        state = start_state(self._init, x0, oracle or self.oracle, self._init_takes_oracle)
+    def _start_graph(self, x0: tf.Tensor) -> Carry:
+        """The start's carry (run eagerly, or traced under a strategy)."""
+        state = start_state(self._init, x0, self.oracle, self._init_takes_oracle)
         f, g = state.f, state.g
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)

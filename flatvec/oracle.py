@@ -157,9 +157,14 @@ _COMPILED_NAMES = {"__call__": "vg", "value": "value", "hvp": "hvp", "ggn_vp": "
 
 
 class CompiledCalls:
-    """An objective whose traceable methods run as its compiled functions: what an
-    :class:`Oracle` wraps to be called outside a graph (the driver's start, done eagerly so
-    that only the iteration is traced as a whole). Other attributes are the objective's."""
+    """An objective whose traceable methods run as its compiled functions (other attributes
+    are the objective's): what the driver's :class:`Oracle` wraps.
+
+    Eagerly (the start) these are ordinary compiled calls. Inside the traced iteration they
+    become calls of the same functions instead of copies of the objective's graph inlined in
+    the loop: the objective is traced once (graph sharing traces it anyway), the iteration's
+    own graph is the algorithm's scalar and vector logic alone, and each part is set up with
+    the graph optimization that suits it (see :mod:`flatvec.graph_options`)."""
 
     def __init__(self, objective: Any) -> None:
         self._objective = objective

@@ -14,6 +14,7 @@ from tensorflow.python.eager import context
 
 import flatvec
 from flatvec import graph_options, graph_reuse
+from flatvec.loop import CompiledLoop, StopRule
 
 
 def _rewrite_options() -> rewriter_config_pb2.RewriterConfig:
@@ -75,3 +76,28 @@ def test_a_lean_run_is_the_default_run_up_to_rounding(monkeypatch, name):
         (default.nit, default.nfev, default.njev, default.nhev, default.status)
     np.testing.assert_allclose(lean.x, default.x, rtol=1e-12, atol=1e-14)
     assert lean.fun == pytest.approx(default.fun, rel=1e-12, abs=1e-15)
+
+
+def _call_nodes(graph_def):
+    for function in graph_def.library.function:
+        for node in function.node_def:
+            if node.op in ("PartitionedCall", "StatefulPartitionedCall"):
+                yield node
+
+
+def test_the_iteration_calls_the_objective_which_keeps_the_default_optimization():
+    x = np.linspace(-1.0, 1.0, 50)[:, None]
+    model = _sinc_model()
+    objective = flatvec.Objective.from_model(model, (x, np.sinc(x)), loss="mse")
+    loop = CompiledLoop(flatvec.get_algorithm("lbfgs"), objective, jit_compile=False)
+    loop.start(objective.space.get(), StopRule(1e-9, 0.0, 3, 0))
+    loop.advance()
+    calls = list(_call_nodes(loop._advance_concrete.graph.as_graph_def()))
+    vg = objective._compiled_fn("vg", objective.__call__).get_concrete_function(
+        tf.TensorSpec([objective.space.size], tf.float64))
+    assert [node.attr["f"].func.name for node in calls] == [vg.name.decode()]
+    config = config_pb2.ConfigProto()
+    config.ParseFromString(calls[0].attr["config_proto"].s)
+    assert not config.graph_options.rewrite_options.disable_meta_optimizer
+    assert config.graph_options.rewrite_options.function_optimization != \
+        rewriter_config_pb2.RewriterConfig.OFF
