@@ -25,11 +25,13 @@ Only objectives without a ``tf.distribute`` strategy, holding at most
 and the dense Gauss-Newton matrix are traced from the same model and loss as the objective's
 graph, and capture only what it captures or the check above refuses them). At most
 :data:`MAX_TEMPLATES` entries are kept, least recently used dropped first; each
-keeps the in-memory data of the run that traced it alive (the model's variables are freed with
-the model). The functions are run through ``ConcreteFunction._call_flat``, the one place
-TensorFlow lets the captured inputs of a call be chosen; should a TensorFlow version lack it,
-loops trace as before. :func:`enabled` is the switch: off with ``FLATVEC_GRAPH_REUSE=0``, and
-off on TensorFlow/Keras versions outside the tested ones (:mod:`flatvec.versions`).
+keeps the in-memory data and the model variables of the run that traced it alive (the
+iteration calls that run's compiled objective functions, whose graphs hold them; the calls
+themselves take every loop's own as inputs). The functions are run through
+``ConcreteFunction._call_flat``, the one place TensorFlow lets the captured inputs of a call be
+chosen; should a TensorFlow version lack it, loops trace as before. :func:`enabled` is the
+switch: off with ``FLATVEC_GRAPH_REUSE=0``, and off on TensorFlow/Keras versions outside the
+tested ones (:mod:`flatvec.versions`).
 """
 
 from __future__ import annotations
