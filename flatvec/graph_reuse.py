@@ -143,31 +143,49 @@ def _bind(
 
 
 class LoopTemplate:
-    """A loop's compiled ``advance`` function, runnable with another loop's captured tensors
-    (see the module docstring; a loop's start runs eagerly and needs no sharing)."""
+    """A loop's compiled ``advance`` function, and ``start`` where the loop traces one (else
+    it runs eagerly), runnable with another loop's captured tensors (see the module
+    docstring)."""
 
-    def __init__(self, advance: Any, recipe: tuple[_Source, ...], algorithm: Any) -> None:
-        self._advance, self._recipe = advance, recipe
+    def __init__(self, start: Any, advance: Any, start_recipe: tuple[_Source, ...] | None,
+                 advance_recipe: tuple[_Source, ...], algorithm: Any) -> None:
+        self._start, self._advance = start, advance
+        self._start_recipe, self._advance_recipe = start_recipe, advance_recipe
         self._algorithm = algorithm  # an instance keyed by id must outlive its key
 
     @classmethod
     def build(
-        cls, advance: Any, objective_captures: Sequence[tf.Tensor],
+        cls, start: Any, advance: Any, objective_captures: Sequence[tf.Tensor],
         own_handles: Sequence[tf.Tensor], algorithm: Any,
     ) -> LoopTemplate | None:
-        """The template of a loop's traced ``advance``; None if it captures an unknown
-        tensor or TensorFlow has no way to pass captured inputs."""
-        if not hasattr(advance, "_call_flat"):
+        """The template of a loop's traced functions (``start`` None: the loop's start is
+        eager); None if one captures an unknown tensor or TensorFlow has no way to pass
+        captured inputs."""
+        functions = [f for f in (start, advance) if f is not None]
+        if not all(hasattr(f, "_call_flat") for f in functions):
             return None
-        recipe = _recipe(advance, objective_captures, own_handles)
-        if recipe is None:
+        advance_recipe = _recipe(advance, objective_captures, own_handles)
+        start_recipe = None if start is None else _recipe(start, objective_captures,
+                                                          own_handles)
+        if advance_recipe is None or (start is not None and start_recipe is None):
             return None
-        return cls(advance, recipe, algorithm)
+        return cls(start, advance, start_recipe, advance_recipe, algorithm)
+
+    @property
+    def has_start(self) -> bool:
+        """Whether the template holds a traced ``start``."""
+        return self._start is not None
+
+    def start(self, x0: tf.Tensor, objective_captures: Sequence[tf.Tensor],
+              own_handles: Sequence[tf.Tensor]) -> Any:
+        """Run the shared ``start`` on ``x0`` with these captures; its structured result."""
+        captures = _bind(self._start_recipe, objective_captures, own_handles)
+        return self._start._call_flat([x0], captures)
 
     def advance_with(self, objective_captures: Sequence[tf.Tensor],
                      own_handles: Sequence[tf.Tensor]) -> Any:
         """A zero-argument callable running the shared ``advance`` with these captures."""
-        captures = _bind(self._recipe, objective_captures, own_handles)
+        captures = _bind(self._advance_recipe, objective_captures, own_handles)
         advance = self._advance
         return lambda: advance._call_flat([], captures)
 

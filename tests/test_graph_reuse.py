@@ -35,9 +35,15 @@ def loops(monkeypatch):
 
 
 def _traces(loop) -> int:
-    """Iteration graphs the loop traced (its start runs eagerly: never a graph)."""
-    assert loop._start.experimental_get_tracing_count() == 0
-    return loop._advance.experimental_get_tracing_count()
+    """Graphs the loop traced: its iteration, and its start where that is not run eagerly
+    (curvature methods), counted as one with the iteration; an eager start is never traced."""
+    start = loop._start.experimental_get_tracing_count()
+    advance = loop._advance.experimental_get_tracing_count()
+    if loop._eager_start:
+        assert start == 0
+    else:
+        assert start == advance  # traced together, or shared together
+    return advance
 
 
 def _unshared(monkeypatch, run, model=None):
@@ -102,9 +108,13 @@ def test_curvature_methods_share_and_run_as_alone(make_mlp, rng, loops, monkeypa
     assert len(loops) == 3 and _traces(loops[2]) == 1  # traced on its own
     assert (shared.nit, shared.nfev, shared.njev, shared.nhev) == \
         (alone.nit, alone.nfev, alone.njev, alone.nhev)
-    np.testing.assert_array_equal(shared.x, alone.x)
-    np.testing.assert_array_equal(
-        np.concatenate([w.ravel() for w in model.get_weights()]), alone.x)
+    # To rounding: the shared run calls the first run's (warm) product functions, the other
+    # its own first calls, and Grappler's first calls of a function can differ in the last
+    # bits from later ones (newton-cg differed by 1.6e-15 in one run of five).
+    np.testing.assert_allclose(shared.x, alone.x, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        np.concatenate([w.ravel() for w in model.get_weights()]), alone.x, rtol=1e-12,
+        atol=1e-14)
 
 
 def test_other_data_of_the_same_shape_is_the_new_runs_own(make_mlp, rng, loops, monkeypatch):
