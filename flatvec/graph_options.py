@@ -1,4 +1,4 @@
-"""Lighter graph optimization for flatvec's own compiled iterations; the objective keeps it.
+"""Lighter graph optimization for flatvec's own compiled iterations.
 
 TensorFlow optimizes a function's graph (Grappler) when the function is first called, and again
 after every ``tf.random.set_seed`` (which ``keras.utils.set_random_seed`` calls: it clears the
@@ -6,21 +6,25 @@ eager context's caches, compiled functions included). Most scripts reseed before
 model, so each run pays that set-up again.
 
 The iteration's graph holds the algorithm's logic (hundreds of scalar nodes, while loops,
-conditionals) and calls the objective's compiled functions (``flatvec.oracle.CompiledCalls``)
-rather than inlining them; the call nodes carry the configuration they were traced with, so
-the objective is set up with TensorFlow's default optimization (fused kernels pay at run time).
-flatvec's own calls run one round of arithmetic rewriting, common-subexpression elimination
-and pruning on that logic and skip the rest, function inlining included (it would pull the
-objective back into the loop). The two kept passes change rounding: with the optimizer off
-entirely, CG on the 50-dimensional quadratic took 571 evaluations against SciPy's 524 (484
-with them) and L-BFGS on the 100-dimensional Rosenbrock 50 against 48, so they stay.
+conditionals) and calls the objective's compiled functions (``flatvec.oracle.CompiledCalls``).
+Grappler optimizes the functions a graph calls with that graph's configuration, so the lean
+configuration is the objective's too. It runs one round and skips the passes that rewrite
+structure (layout, memory, loop-invariant, control-dependency, shape, implementation
+selection, host pinning, scoped allocators) and function inlining (the objective stays a called
+function). It keeps pruning, constant folding, arithmetic rewriting, common-subexpression
+elimination and the remapper's fused kernels, which pay at run time or set rounding:
+
+- without constant folding and the remapper, the objective's ``x ** 2`` stayed a ``Pow``: on
+  Rosenbrock n = 100 000 three of them took 0.31 s of a 0.57 s L-BFGS run (0.32-0.36 s with
+  them);
+- with the optimizer off entirely the scalar logic rounds differently enough that CG on the
+  50-dimensional quadratic took 571 evaluations against SciPy's 524 (484 with it) and L-BFGS on
+  the 100-dimensional Rosenbrock 50 against 48.
 
 Measured, digits MLP f32, L-BFGS to convergence (40 iterations), reseeded fresh models, medians
-of 4 interleaved with the SciPy bridge in one process: the objective inlined under the previous
-configuration (one round, inlining, folding and the remapper kept) 0.548 s against 0.524 s;
-the objective called, this configuration, 0.525 s against 0.483 s and 0.594 s against 0.591 s
-in a second run (this machine's noise is of that order); the optimizer off, 0.450 s against
-0.491 s. Cold first call 1.19 s -> 1.10 s.
+interleaved with the SciPy bridge: 0.536 s against 0.487 s (0.450 s with the optimizer off,
+which the two points above rule out); TensorFlow's default configuration (off with the switch
+below) costs about 0.1 s more per reseeded call on this model.
 
 The configuration travels as the ``config_proto`` attribute of the call (TensorFlow's
 ``FunctionCallOptions``, the one place it can be given per call), set only around flatvec's own
@@ -40,12 +44,11 @@ from flatvec.versions import is_tested
 
 __all__ = ["enabled", "lean_calls"]
 
-# Passes skipped (RewriterConfig toggles). Function inlining is among them: it would inline the
-# objective's called functions into the loop and optimize them as part of it.
+# Passes skipped (RewriterConfig toggles).
 _SKIPPED = (
     "layout_optimizer", "memory_optimization", "loop_optimization", "dependency_optimization",
     "shape_optimization", "implementation_selector", "pin_to_host_optimization",
-    "scoped_allocator_optimization", "function_optimization", "remapping", "constant_folding",
+    "scoped_allocator_optimization", "function_optimization",
 )
 
 _lean: dict[bytes, object] = {}  # the default call options' config -> lean call options

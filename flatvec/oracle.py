@@ -161,10 +161,9 @@ class CompiledCalls:
     are the objective's): what the driver's :class:`Oracle` wraps.
 
     Eagerly (the start) these are ordinary compiled calls. Inside the traced iteration they
-    become calls of the same functions instead of copies of the objective's graph inlined in
-    the loop: the objective is traced once (graph sharing traces it anyway), the iteration's
-    own graph is the algorithm's scalar and vector logic alone, and each part is set up with
-    the graph optimization that suits it (see :mod:`flatvec.graph_options`)."""
+    become calls of the same functions instead of copies of the objective's graph: the
+    objective is traced once (graph sharing traces it anyway) and a start evaluates exactly
+    what the iteration does."""
 
     def __init__(self, objective: Any) -> None:
         self._objective = objective
