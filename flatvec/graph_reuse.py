@@ -77,7 +77,7 @@ def trace_objective(objective: Any, x: tf.Tensor) -> ObjectiveGraph | None:
     """Trace ``objective(x)`` once (reusing the objective's compiled ``value_and_gradient``)
     and fingerprint it; None when the graph cannot be compared (nested functions)."""
     spec = tf.TensorSpec(x.shape, x.dtype)
-    concrete = objective._compiled_fn("vg", objective.__call__).get_concrete_function(spec)
+    concrete = objective._compiled_method("__call__").get_concrete_function(spec)
     graph = concrete.graph
     fingerprint = _fingerprint(graph)
     if fingerprint is None:
@@ -164,12 +164,11 @@ class LoopTemplate:
         functions = [f for f in (start, advance) if f is not None]
         if not all(hasattr(f, "_call_flat") for f in functions):
             return None
-        advance_recipe = _recipe(advance, objective_captures, own_handles)
-        start_recipe = None if start is None else _recipe(start, objective_captures,
-                                                          own_handles)
-        if advance_recipe is None or (start is not None and start_recipe is None):
+        recipes = [_recipe(f, objective_captures, own_handles) for f in functions]
+        if any(recipe is None for recipe in recipes):
             return None
-        return cls(start, advance, start_recipe, advance_recipe, algorithm)
+        return cls(start, advance, recipes[0] if start is not None else None, recipes[-1],
+                   algorithm)
 
     @property
     def has_start(self) -> bool:

@@ -529,31 +529,36 @@ class Objective:
         )
 
     # ------------------------------------------------------------------ compiled oracles
-    def _compiled_fn(self, name: str, fn: Callable[..., Any]) -> Any:
-        if name not in self._compiled:
+    def _compiled_method(self, method: str) -> Any:
+        """One compiled function per traceable method (``"__call__"``, ``"value"``, ``"hvp"``,
+        ``"ggn_vp"``, ``"ggn_matrix"``, a residual objective's ``"residuals"``, ...): what the
+        compiled API below, the driver's iteration (``flatvec.oracle.CompiledCalls``) and graph
+        sharing all call, so each traces once."""
+        if method not in self._compiled:
             jit = self._jit_compile and not self.streams_data
-            self._compiled[name] = tf.function(fn, jit_compile=jit or None, autograph=False)
-        return self._compiled[name]
+            self._compiled[method] = tf.function(getattr(self, method), jit_compile=jit or None,
+                                                 autograph=False)
+        return self._compiled[method]
 
     def value_and_gradient(self, x: Any) -> ValueAndGradient:
         """Compiled ``(f, g)`` at ``x`` (see ``__call__``)."""
-        return self._compiled_fn("vg", self.__call__)(self.check_vector(x, "x"))
+        return self._compiled_method("__call__")(self.check_vector(x, "x"))
 
     def hessian_vector_product(self, x: Any, v: Any) -> tf.Tensor:
         """Compiled ``∇²f(x) v`` (see :meth:`hvp`)."""
-        return self._compiled_fn("hvp", self.hvp)(
+        return self._compiled_method("hvp")(
             self.check_vector(x, "x"), self.check_vector(v, "v")
         )
 
     def gauss_newton_product(self, x: Any, v: Any) -> tf.Tensor:
         """Compiled ``G v`` (see :meth:`ggn_vp`)."""
-        return self._compiled_fn("ggn", self.ggn_vp)(
+        return self._compiled_method("ggn_vp")(
             self.check_vector(x, "x"), self.check_vector(v, "v")
         )
 
     def gauss_newton_matrix(self, x: Any) -> GaussNewtonSystem:
         """Compiled ``(f, g, G)`` (see :meth:`ggn_matrix`)."""
-        return self._compiled_fn("ggn_matrix", self.ggn_matrix)(self.check_vector(x, "x"))
+        return self._compiled_method("ggn_matrix")(self.check_vector(x, "x"))
 
     def check_vector(self, x: Any, name: str) -> tf.Tensor:
         """Validate a flat vector argument against this objective's size and dtype."""

@@ -149,11 +149,9 @@ class Oracle:
         return self._product(self._check("residuals", "needs_residuals", "vjp")(x, u))
 
 
-# The objective's traceable methods, by the name of their compiled function on the objective
-# (``Objective._compiled_fn``; "vg" is also what graph sharing traces, so a start shares it).
-_COMPILED_NAMES = {"__call__": "vg", "value": "value", "hvp": "hvp", "ggn_vp": "ggn",
-                   "ggn_matrix": "ggn_matrix", "residuals": "residuals",
-                   "jacobian": "jacobian", "jvp": "jvp", "vjp": "vjp"}
+# The objective's traceable methods (``Objective._compiled_method`` compiles each once).
+_TRACEABLE = frozenset({"__call__", "value", "hvp", "ggn_vp", "ggn_matrix", "residuals",
+                        "jacobian", "jvp", "vjp"})
 
 
 class CompiledCalls:
@@ -168,14 +166,10 @@ class CompiledCalls:
     def __init__(self, objective: Any) -> None:
         self._objective = objective
 
-    def _compiled(self, method: str) -> Any:
-        return self._objective._compiled_fn(_COMPILED_NAMES[method],
-                                            getattr(self._objective, method))
-
     def __call__(self, x: tf.Tensor) -> Any:
-        return self._compiled("__call__")(x)
+        return self._objective._compiled_method("__call__")(x)
 
     def __getattr__(self, name: str) -> Any:
-        if name in _COMPILED_NAMES and hasattr(self._objective, name):
-            return self._compiled(name)
+        if name in _TRACEABLE and hasattr(self._objective, name):
+            return self._objective._compiled_method(name)
         return getattr(self._objective, name)

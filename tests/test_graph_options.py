@@ -93,6 +93,6 @@ def test_the_iteration_calls_the_objective_instead_of_inlining_it():
     loop.start(objective.space.get(), StopRule(1e-9, 0.0, 3, 0))
     loop.advance()
     calls = list(_call_nodes(loop._advance_concrete.graph.as_graph_def()))
-    vg = objective._compiled_fn("vg", objective.__call__).get_concrete_function(
+    vg = objective._compiled_method("__call__").get_concrete_function(
         tf.TensorSpec([objective.space.size], tf.float64))
     assert [node.attr["f"].func.name for node in calls] == [vg.name.decode()]
