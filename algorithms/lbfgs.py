@@ -30,8 +30,9 @@ iteration reads the ``[m, n]`` buffers four times in all, the least a method tha
 under XLA and costs a few large kernels instead of many small ones.
 
 The pairs live in fixed ``[m, n]`` ring buffers (a write index ``head`` and a ``count``; no
-shifting): a new pair overwrites one row with ``tf.tensor_scatter_nd_update``, and only the
-small matrices are put in chronological order (by a gather).
+shifting): a new pair overwrites one row (:func:`flatvec.buffers.write_row`: in place in the
+compiled loop, which TensorFlow's ``tf.tensor_scatter_nd_update`` never is there), and only
+the small matrices are put in chronological order (by a gather).
 
 - The step length comes from a Moré–Thuente search
   (:class:`~flatvec.algorithms.more_thuente.MoreThuente`, :math:`c_1 = 10^{-4}`,
@@ -58,6 +59,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from flatvec import buffers
 from flatvec.algorithm import Oracle
 
 from .line_search import LineSearch, Restarted, dot, machine_eps, unit_step_scale
@@ -82,6 +84,7 @@ class LBFGSMemory(NamedTuple):
     head: tf.Tensor  # int32: the slot the next pair is written to
     count: tf.Tensor  # int32: pairs stored, <= m
     gamma: tf.Tensor  # scale of the initial inverse Hessian
+    private: tf.Tensor  # bool: s and y may be written in place (see flatvec.buffers)
 
 
 def inverse_hessian_product(
@@ -153,11 +156,17 @@ class LBFGSDirection(Direction):
             head=tf.zeros([], tf.int32),
             count=tf.zeros([], tf.int32),
             gamma=unit_step_scale(g),
+            private=tf.constant(False),
         )
+
+    def own_buffers(self, mem: LBFGSMemory) -> LBFGSMemory:
+        """The memory marked as not yet written by this block (see :mod:`flatvec.buffers`)."""
+        return mem._replace(private=tf.constant(False))
 
     def propose(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                 oracle: Oracle) -> Proposal:
-        d = -inverse_hessian_product(g, *mem)
+        d = -inverse_hessian_product(g, mem.s, mem.y, mem.sy, mem.yy, mem.sg, mem.yg,
+                                     mem.head, mem.count, mem.gamma)
         one = tf.ones([], x.dtype)
         return Proposal(d, one, fallback_d=-mem.gamma * g, fallback_step0=one,
                         can_restart=mem.count > 0)
@@ -193,11 +202,14 @@ class LBFGSDirection(Direction):
         yy_mat = _replace_row_and_column(mem.yy, hit, yy_row, yy_row)
         sg_vec = tf.where(hit, dot(s, g_new), s_g)
         yg_vec = tf.where(hit, dot(y, g_new), y_g)
-        # Write slot `head`; a cond, so a skipped pair leaves the buffers untouched (no copy).
+        # Write slot `head` (in place in the compiled loop: after the products with the old
+        # rows; the direction's products come before the search, on which s and y depend).
+        # A cond, so a skipped pair leaves the buffers untouched.
+        reads = (s_g, y_g)
         s_buf, y_buf = tf.cond(
             keep,
-            lambda: (tf.tensor_scatter_nd_update(mem.s, [[slot]], [s]),
-                     tf.tensor_scatter_nd_update(mem.y, [[slot]], [y])),
+            lambda: (buffers.write_row(mem.s, slot, s, private=mem.private, after=reads),
+                     buffers.write_row(mem.y, slot, y, private=mem.private, after=reads)),
             lambda: (mem.s, mem.y),
         )
         return LBFGSMemory(
@@ -205,6 +217,7 @@ class LBFGSDirection(Direction):
             head=tf.where(keep, tf.math.floormod(slot + 1, self.memory), slot),
             count=tf.where(keep, tf.minimum(count + 1, self.memory), count),
             gamma=tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma),
+            private=mem.private | keep,
         )
 
 

@@ -100,6 +100,11 @@ class Direction:
     :class:`~flatvec.algorithms.line_search.Restarted` (the search's result and whether the
     fallback direction was used). ``propose`` may call ``oracle.hvp`` if the method declares
     ``needs_hvp``.
+
+    Optional: ``own_buffers(memory) -> memory``, for a direction whose ``update`` writes rows
+    with :func:`flatvec.buffers.write_row`: the memory with those buffers replaced by
+    :func:`flatvec.buffers.private_copy` s (the compiled loop calls it once per block, and
+    then writes the rows in place).
     """
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Any:
@@ -144,6 +149,13 @@ class LineSearchMethod(Algorithm):
                             f"{type(line_search).__name__}")
         self.direction = direction
         self.line_search = line_search
+        if callable(getattr(direction, "own_buffers", None)):
+            # Only then: the compiled loop writes rows in place for algorithms that have it.
+            self.own_buffers = self._own_direction_buffers
+
+    def _own_direction_buffers(self, state: LineSearchState) -> LineSearchState:
+        """The state with the direction's buffers made private (see :mod:`flatvec.buffers`)."""
+        return state._replace(memory=self.direction.own_buffers(state.memory))
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> LineSearchState:
         f, g = oracle(x)

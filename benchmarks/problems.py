@@ -5,7 +5,7 @@ data in the same dtype. Nothing is downloaded: the data sets ship with scikit-le
 
 Problems
 --------
-``rosenbrock-1k``, ``rosenbrock-100k``
+``rosenbrock-1k``, ``rosenbrock-100k``, ``rosenbrock-1m``
     Extended Rosenbrock (Moré, Garbow & Hillstrom 1981, problem 21), float64,
     :math:`f(x) = \sum_{i=1}^{n/2} 100 (x_{2i} - x_{2i-1}^2)^2 + (1 - x_{2i-1})^2`,
     from :math:`x_0 = (-1.2, 1, -1.2, 1, \dots)`.
@@ -350,6 +350,8 @@ SECOND_ORDER = ("flatvec:newton-cg", "flatvec:trust-ncg", "scipy:Newton-CG", "sc
 LEAST_SQUARES = ("flatvec:lm", "flatvec:lm-ggn", "flatvec:gauss-newton", "scipy:lsq-lm",
                  "scipy:lsq-trf", "jtj:lm")
 ROSENBROCK_LSQ = ("flatvec:lm", "flatvec:gauss-newton", "jtj:lm")
+ROSENBROCK_1M = ("flatvec:lbfgs", "flatvec:lbfgs-xla", "scipy:L-BFGS-B", "tfp:lbfgs",
+                 "torch:lbfgs", "optax:lbfgs", "jaxopt:lbfgs", "optimistix:lbfgs")
 SINC_METHODS = ("flatvec:lbfgs", "scipy:L-BFGS-B", "torch:lbfgs", "flatvec:lm", "flatvec:lm-ggn",
                 "scipy:lsq-lm", "jtj:lm")
 
@@ -359,6 +361,11 @@ _SPECS = [
      lambda s, seed: _rosenbrock(s, 1000, seed)),
     (ProblemSpec("rosenbrock-100k", "extended Rosenbrock, n=100000", "float64", 200, 1e-5,
                  1e-3), lambda s, seed: _rosenbrock(s, 100_000, seed)),
+    # Where the pair buffers (2 x 80 MB) no longer fit in a cache; only the L-BFGS family by
+    # default: SciPy's other methods and the second-order peers take minutes here.
+    (ProblemSpec("rosenbrock-1m", "extended Rosenbrock, n=1000000", "float64", 200, 1e-5,
+                 1e-3, default_methods=ROSENBROCK_1M),
+     lambda s, seed: _rosenbrock(s, 1_000_000, seed)),
     (ProblemSpec("logreg-cancer", "L2 logistic regression, breast cancer", "float64", 200,
                  1e-6, 0.25, default_methods=ALL_BUT_TFP + SECOND_ORDER), _logreg),
     (ProblemSpec("mlp-digits-f32", "MLP 64-128-128-10, digits, one batch", "float32", 120,

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from flatvec import graph_options, graph_reuse
+from flatvec import buffers, graph_options, graph_reuse
 from flatvec.algorithm import Algorithm, start_state, takes_oracle
 from flatvec.objective import Objective, with_autograph
 from flatvec.oracle import CompiledCalls, Oracle
@@ -163,6 +163,8 @@ class CompiledLoop:
             self._block = tf.Variable(1, dtype=tf.int64, trainable=False)
             # Non-finite evaluations and products of the run (counted by the oracle).
             self.nonfinite = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+            # Whether buffers of the carry may be held elsewhere (see _advance_graph).
+            self._carry_shared = tf.Variable(True, trainable=False)
         self.block = 1
         # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
         # algorithms are written for plain tracing and are left as they are.
@@ -197,6 +199,10 @@ class CompiledLoop:
         self._objective_captures: tuple[tf.Tensor, ...] = ()
         self._template: graph_reuse.LoopTemplate | None = None
         self._host_reads, self._reader = 0, None
+        # In-place row writes (flatvec.buffers) where the algorithm makes its buffers its own
+        # at each block; XLA already updates loop buffers in place.
+        self._own_buffers = getattr(algorithm, "own_buffers", None)
+        self._writes_in_place = callable(self._own_buffers) and not jit_compile
         jit = jit_compile or None
         self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
         self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
@@ -214,7 +220,7 @@ class CompiledLoop:
     def _own_handles(self) -> list[tf.Tensor]:
         """Handles of the variables the loop's functions read besides the objective's."""
         counters = [self.objective.nfev, self.objective.njev, self.objective.nhev]
-        own = [self._tolerances, self._limits, self._block, self.nonfinite]
+        own = [self._tolerances, self._limits, self._block, self.nonfinite, self._carry_shared]
         carry = [] if self._vars is None else tf.nest.flatten(self._vars)
         return [v.handle for v in counters + own + carry]
 
@@ -250,6 +256,7 @@ class CompiledLoop:
             # Eager assignments (about 1 ms in all), not a tf.function: a second traced
             # function would make a run's first warm call pay its tracing and first run.
             self._write(carry)
+        self._carry_shared.assign(True)  # the variables took the start's (or a caller's) tensors
         return self._report_eager()
 
     def set_block(self, iterations: int) -> None:
@@ -294,6 +301,7 @@ class CompiledLoop:
         where the next :meth:`advance` continues."""
         if self._vars is None:
             raise RuntimeError("CompiledLoop.variables: call start() first")
+        self._carry_shared.assign(True)  # whoever reads or assigns them may keep the buffers
         return self._vars
 
     def report(self) -> Report:
@@ -310,6 +318,7 @@ class CompiledLoop:
         one call 0.1 ms; tracing that call costs about 20 ms, paid only by runs that read
         often (callbacks, progress, history every iteration)."""
         self._host_reads += 1
+        self._carry_shared.assign(True)  # the snapshot shares the variables' buffers
         if self._host_reads <= EAGER_READS:
             return self._read()
         if self._reader is None:
@@ -371,6 +380,14 @@ class CompiledLoop:
 
     def _advance_graph(self) -> Report:
         carry = self._read()
+        if self._writes_in_place:
+            # Buffers that anything besides the loop may hold (the start's tensors, a host
+            # snapshot, a checkpoint's) are copied at their first write of this block; after
+            # a block that nobody read, the next one writes them in place from the start.
+            state = carry.state
+            carry = carry._replace(state=tf.cond(self._carry_shared.value(),
+                                                 lambda: self._own_buffers(state),
+                                                 lambda: state))
         rule = self._rule()
         block = self._block.read_value()
         rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))
@@ -385,8 +402,11 @@ class CompiledLoop:
             return i + 1, c, rows
 
         # The loop runs at least once: a call is only made while the status is RUNNING.
-        _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
+        with buffers.in_place(self._writes_in_place):
+            _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
         self._write(carry)
+        if self._writes_in_place:
+            self._carry_shared.assign(False)
         return Report(rows)
 
 

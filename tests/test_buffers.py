@@ -1,0 +1,109 @@
+"""In-place row writes of L-BFGS's pair buffers (flatvec.buffers): they change no number of a
+run (same iterates as the copying writes, and as under XLA), never touch a buffer someone else
+holds (host snapshots of the carry, the start state), and are what the compiled loop runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import flatvec
+from flatvec import buffers
+from flatvec.loop import CompiledLoop, StopRule
+
+F64 = tf.float64
+
+
+def _rosenbrock(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(100.0 * (x[1::2] - x[::2] ** 2) ** 2 + (1.0 - x[::2]) ** 2)
+
+
+X0 = np.tile([-1.2, 1.0], 20)
+
+
+def _loop(memory: int = 4, jit_compile: bool = False) -> CompiledLoop:
+    objective = flatvec.Objective.from_function(_rosenbrock, dtype=F64, size=X0.size)
+    return CompiledLoop(flatvec.get_algorithm("lbfgs", memory=memory), objective,
+                        jit_compile=jit_compile)
+
+
+def _trajectory(loop: CompiledLoop, blocks: list[int]) -> list[np.ndarray]:
+    loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))
+    points = []
+    for block in blocks:
+        loop.set_block(block)
+        loop.advance()
+        points.append(loop.carry().state.x.numpy())
+    return points
+
+
+def test_write_row_outside_the_loop_returns_a_new_tensor_and_keeps_the_buffer():
+    buffer = tf.constant(np.arange(12.0).reshape(3, 4))
+    out = buffers.write_row(buffer, tf.constant(1), tf.fill([4], tf.constant(-1.0, F64)),
+                            private=tf.constant(True))
+    assert not buffers.writes_in_place()
+    np.testing.assert_array_equal(buffer.numpy(), np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(out.numpy()[1], -1.0)
+    np.testing.assert_array_equal(np.delete(out.numpy(), 1, 0), np.delete(buffer.numpy(), 1, 0))
+
+
+def test_the_compiled_iteration_writes_rows_in_place():
+    loop = _loop()
+    _trajectory(loop, [2])
+    ops = {node.op for f in loop._advance_concrete.graph.as_graph_def().library.function
+           for node in f.node_def}
+    assert "InplaceUpdate" in ops
+
+
+def test_in_place_writes_give_the_iterates_of_copying_writes(monkeypatch):
+    # Blocks of several sizes: each block's first write copies, the others are in place.
+    blocks = [1, 3, 5, 8, 13]
+    in_place = _trajectory(_loop(), blocks)
+    monkeypatch.setattr(buffers, "_RAW_OPS", False)
+    copying_loop = _loop()
+    copying = _trajectory(copying_loop, blocks)
+    ops = {node.op for f in copying_loop._advance_concrete.graph.as_graph_def().library.function
+           for node in f.node_def}
+    assert "InplaceUpdate" not in ops
+    for a, b in zip(in_place, copying):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    assert np.abs(in_place[-1] - X0).max() > 0.5  # the run went somewhere
+
+
+@pytest.mark.parametrize("block", [1, 4])
+def test_a_snapshot_of_the_carry_is_not_written_by_later_blocks(block):
+    loop = _loop(memory=3)
+    loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))
+    loop.set_block(block)
+    for _ in range(2):
+        loop.advance()
+    snapshot = loop.carry().state.memory
+    saved = {k: v.numpy().copy() for k, v in snapshot._asdict().items()}
+    for _ in range(3):
+        loop.advance()
+    after = loop.carry().state.memory
+    # With 3 slots and >= 3 more pairs every row was rewritten since the snapshot.
+    assert not np.array_equal(after.s.numpy(), saved["s"])
+    for name, value in saved.items():
+        np.testing.assert_array_equal(getattr(snapshot, name).numpy(), value, err_msg=name)
+
+
+def test_xla_iteration_matches_the_in_place_graph():
+    graph = _trajectory(_loop(), [4, 4])
+    xla_loop = _loop(jit_compile=True)
+    xla = _trajectory(xla_loop, [4, 4])
+    for a, b in zip(graph, xla):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_a_state_handed_to_a_later_run_is_not_written():
+    first = flatvec.minimize(_rosenbrock, X0, "lbfgs", memory=3, max_iter=6, gtol=0.0)
+    saved = {k: v.numpy().copy() for k, v in first.state.memory._asdict().items()}
+    second = flatvec.minimize(_rosenbrock, first.x, "lbfgs", memory=3, max_iter=12, gtol=0.0,
+                              initial_state=first.state)
+    assert second.nit == 12
+    assert not np.array_equal(second.state.memory.s.numpy(), saved["s"])
+    for name, value in saved.items():
+        np.testing.assert_array_equal(getattr(first.state.memory, name).numpy(), value,
+                                      err_msg=name)
