@@ -30,7 +30,7 @@ iteration reads the ``[m, n]`` buffers four times in all, the least a method tha
 under XLA and costs a few large kernels instead of many small ones.
 
 The pairs live in fixed ``[m, n]`` ring buffers (a write index ``head`` and a ``count``; no
-shifting): a new pair overwrites one row (:func:`flatvec.buffers.write_row`: in place in the
+shifting): a new pair overwrites one row (:func:`flatvec.buffers.write_rows`: in place in the
 compiled loop, which TensorFlow's ``tf.tensor_scatter_nd_update`` never is there), and only
 the small matrices are put in chronological order (by a gather).
 
@@ -204,20 +204,18 @@ class LBFGSDirection(Direction):
         yg_vec = tf.where(hit, dot(y, g_new), y_g)
         # Write slot `head` (in place in the compiled loop: after the products with the old
         # rows; the direction's products come before the search, on which s and y depend).
-        # A cond, so a skipped pair leaves the buffers untouched.
-        reads = (s_g, y_g)
-        s_buf, y_buf = tf.cond(
-            keep,
-            lambda: (buffers.write_row(mem.s, slot, s, private=mem.private, after=reads),
-                     buffers.write_row(mem.y, slot, y, private=mem.private, after=reads)),
-            lambda: (mem.s, mem.y),
-        )
+        # A skipped pair writes the slot's own rows back: no tf.cond around the write, whose
+        # branch functions a fresh model's loop instantiates again (graph sharing).
+        s_buf, y_buf = buffers.write_rows(
+            (mem.s, mem.y), slot,
+            (tf.where(keep, s, tf.gather(mem.s, slot)), tf.where(keep, y, tf.gather(mem.y, slot))),
+            private=mem.private, after=(s_g, y_g))
         return LBFGSMemory(
             s=s_buf, y=y_buf, sy=sy_mat, yy=yy_mat, sg=sg_vec, yg=yg_vec,
             head=tf.where(keep, tf.math.floormod(slot + 1, self.memory), slot),
             count=tf.where(keep, tf.minimum(count + 1, self.memory), count),
             gamma=tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma),
-            private=mem.private | keep,
+            private=tf.constant(True),
         )
 
 

@@ -102,7 +102,7 @@ class Direction:
     ``needs_hvp``.
 
     Optional: ``own_buffers(memory) -> memory``, for a direction whose ``update`` writes rows
-    with :func:`flatvec.buffers.write_row`: the memory with those buffers replaced by
+    with :func:`flatvec.buffers.write_rows`: the memory with those buffers replaced by
     :func:`flatvec.buffers.private_copy` s (the compiled loop calls it once per block, and
     then writes the rows in place).
     """

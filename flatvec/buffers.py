@@ -5,7 +5,7 @@ TensorFlow's graph executor does not hand a ``tf.while_loop`` variable's buffer 
 of it (at n = 100 000, m = 10 in float64 about 1 ms a row on a 2-core machine, and the copy
 lands in newly allocated memory). ``tf.raw_ops.InplaceUpdate`` writes the row into the very
 buffer it is given. That is right only where nothing else holds the buffer and every read of
-its old contents has run. The compiled loop and :func:`write_row` see to both:
+its old contents has run. The compiled loop and :func:`write_rows` see to both:
 
 - a buffer is *private* once the compiled loop has written it by a copy: that write is a
   ``tf.tensor_scatter_nd_update`` (a new buffer), later ones are in place. The algorithm
@@ -14,12 +14,12 @@ its old contents has run. The compiled loop and :func:`write_row` see to both:
   held elsewhere (after the start, which took the start state's or a caller's tensors, and
   after every host read or checkpoint of the carry), so none of those is ever written; a
   run that reads nothing between blocks copies each buffer once;
-- the loop traces the block inside :func:`in_place`, and :func:`write_row` there orders an
+- the loop traces the block inside :func:`in_place`, and :func:`write_rows` there orders an
   in-place write after the reads it is given (``after``).
 
 Outside that scope (eager calls, a user's own loop, XLA, which updates loop buffers in place
-by itself) :func:`write_row` is ``tf.tensor_scatter_nd_update``. An algorithm that calls
-:func:`write_row` must define ``own_buffers``; the loop enters :func:`in_place` only for
+by itself) :func:`write_rows` is ``tf.tensor_scatter_nd_update``. An algorithm that calls
+:func:`write_rows` must define ``own_buffers``; the loop enters :func:`in_place` only for
 algorithms that do.
 """
 
@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
-__all__ = ["in_place", "write_row", "writes_in_place"]
+__all__ = ["in_place", "write_rows", "writes_in_place"]
 
 # The raw op this relies on; where a TensorFlow lacks it, rows are scattered.
 _RAW_OPS = hasattr(tf.raw_ops, "InplaceUpdate")
@@ -40,7 +40,7 @@ _scope = threading.local()  # per thread: tracing is per thread
 
 @contextlib.contextmanager
 def in_place(active: bool = True) -> Iterator[None]:
-    """Trace :func:`write_row` calls in this block as in-place writes (if ``active``).
+    """Trace :func:`write_rows` calls in this block as in-place writes (if ``active``).
 
     Only the compiled loop enters it, around the trace of a block whose algorithm state went
     through ``own_buffers`` (see the module docstring)."""
@@ -53,30 +53,33 @@ def in_place(active: bool = True) -> Iterator[None]:
 
 
 def writes_in_place() -> bool:
-    """Whether :func:`write_row` traced now writes in place."""
+    """Whether :func:`write_rows` traced now writes in place."""
     return getattr(_scope, "active", False)
 
 
-def write_row(buffer: tf.Tensor, index: tf.Tensor, row: tf.Tensor, *, private: tf.Tensor,
-              after: Sequence[tf.Tensor] = ()) -> tf.Tensor:
-    """``buffer`` with row ``index`` (int32 scalar) replaced by ``row``.
+def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf.Tensor], *,
+               private: tf.Tensor, after: Sequence[tf.Tensor] = ()) -> tuple[tf.Tensor, ...]:
+    """Each of ``buffers`` with row ``index`` (int32 scalar) replaced by the matching ``rows``.
 
-    Inside :func:`in_place`, where ``private`` (bool scalar: the loop wrote ``buffer`` by a
-    copy before) holds, the row goes into ``buffer``'s own memory once every tensor in ``after``
-    (each read of the old contents that is not already an input of ``row``) has been
-    computed: the old contents are gone and the result is ``buffer`` itself. Elsewhere the
-    result is a new tensor (private from then on) and ``buffer`` is unchanged."""
+    Inside :func:`in_place`, where ``private`` (bool scalar: the loop wrote these buffers by a
+    copy before) holds, each row goes into its buffer's own memory once every tensor in
+    ``after`` (each read of the old contents that is not already an input of a row) has been
+    computed: the old contents are gone and the results are the buffers themselves.
+    Elsewhere the results are new tensors (private from then on) and ``buffers`` are
+    unchanged. One call for all the buffers of a write: one ``tf.cond`` in the graph."""
     indices = tf.reshape(index, [1])
-    rows = tf.expand_dims(row, 0)
+    rows = [tf.expand_dims(row, 0) for row in rows]
 
-    def scatter() -> tf.Tensor:
-        return tf.tensor_scatter_nd_update(buffer, tf.expand_dims(indices, 1), rows)
+    def scatter() -> tuple[tf.Tensor, ...]:
+        at = tf.expand_dims(indices, 1)
+        return tuple(tf.tensor_scatter_nd_update(b, at, r) for b, r in zip(buffers, rows))
 
     if not writes_in_place():
         return scatter()
 
-    def overwrite() -> tf.Tensor:
+    def overwrite() -> tuple[tf.Tensor, ...]:
         with tf.control_dependencies(list(after)):
-            return tf.raw_ops.InplaceUpdate(x=buffer, i=indices, v=rows)
+            return tuple(tf.raw_ops.InplaceUpdate(x=b, i=indices, v=r)
+                         for b, r in zip(buffers, rows))
 
     return tf.cond(private, overwrite, scatter)

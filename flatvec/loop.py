@@ -384,10 +384,13 @@ class CompiledLoop:
             # Buffers that anything besides the loop may hold (the start's tensors, a host
             # snapshot, a checkpoint's) are copied at their first write of this block; after
             # a block that nobody read, the next one writes them in place from the start.
-            state = carry.state
-            carry = carry._replace(state=tf.cond(self._carry_shared.value(),
-                                                 lambda: self._own_buffers(state),
-                                                 lambda: state))
+            # Only the fields own_buffers changes (L-BFGS: one bool) get a select: a cond
+            # over the whole state would put two nodes per field in the graph.
+            shared = self._carry_shared.value()
+            owned = self._own_buffers(carry.state)
+            carry = carry._replace(state=tf.nest.map_structure(
+                lambda new, old: old if new is old else tf.where(shared, new, old),
+                owned, carry.state))
         rule = self._rule()
         block = self._block.read_value()
         rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))

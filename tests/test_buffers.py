@@ -38,14 +38,18 @@ def _trajectory(loop: CompiledLoop, blocks: list[int]) -> list[np.ndarray]:
     return points
 
 
-def test_write_row_outside_the_loop_returns_a_new_tensor_and_keeps_the_buffer():
-    buffer = tf.constant(np.arange(12.0).reshape(3, 4))
-    out = buffers.write_row(buffer, tf.constant(1), tf.fill([4], tf.constant(-1.0, F64)),
-                            private=tf.constant(True))
+def test_write_rows_outside_the_loop_returns_new_tensors_and_keeps_the_buffers():
+    a = tf.constant(np.arange(12.0).reshape(3, 4))
+    b = -a
+    out_a, out_b = buffers.write_rows((a, b), tf.constant(1), (tf.fill([4], tf.constant(
+        -1.0, F64)), tf.fill([4], tf.constant(7.0, F64))), private=tf.constant(True))
     assert not buffers.writes_in_place()
-    np.testing.assert_array_equal(buffer.numpy(), np.arange(12.0).reshape(3, 4))
-    np.testing.assert_array_equal(out.numpy()[1], -1.0)
-    np.testing.assert_array_equal(np.delete(out.numpy(), 1, 0), np.delete(buffer.numpy(), 1, 0))
+    np.testing.assert_array_equal(a.numpy(), np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(b.numpy(), -np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(out_a.numpy()[1], -1.0)
+    np.testing.assert_array_equal(out_b.numpy()[1], 7.0)
+    np.testing.assert_array_equal(np.delete(out_a.numpy(), 1, 0), np.delete(a.numpy(), 1, 0))
+    np.testing.assert_array_equal(np.delete(out_b.numpy(), 1, 0), np.delete(b.numpy(), 1, 0))
 
 
 def test_the_compiled_iteration_writes_rows_in_place():
