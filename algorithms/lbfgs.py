@@ -160,7 +160,8 @@ class LBFGSDirection(Direction):
         )
 
     def own_buffers(self, mem: LBFGSMemory) -> LBFGSMemory:
-        """The memory marked as not yet written by this block (see :mod:`flatvec.buffers`)."""
+        """The memory marked as possibly shared: its next row write copies the buffers (see
+        :mod:`flatvec.buffers`)."""
         return mem._replace(private=tf.constant(False))
 
     def propose(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,

@@ -102,9 +102,9 @@ class Direction:
     ``needs_hvp``.
 
     Optional: ``own_buffers(memory) -> memory``, for a direction whose ``update`` writes rows
-    with :func:`flatvec.buffers.write_rows`: the memory with those buffers replaced by
-    :func:`flatvec.buffers.private_copy` s (the compiled loop calls it once per block, and
-    then writes the rows in place).
+    with :func:`flatvec.buffers.write_rows`: the memory with its ``private`` flag set to False
+    (the compiled loop calls it before a block whenever the buffers may be held elsewhere; the
+    next write copies, later ones go in place).
     """
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Any:

@@ -21,8 +21,11 @@ _COLORS = {
     "flatvec:newton-cg": "C5", "flatvec:trust-ncg": "C6", "scipy:Newton-CG": "C5",
     "scipy:trust-ncg": "C6", "scipy:trust-krylov": "C8", "torchmin:newton-cg": "C5",
     "torchmin:trust-ncg": "C6",
+    "optax:lbfgs": "C1", "jaxopt:lbfgs": "C2", "optimistix:lbfgs": "C8", "optimistix:bfgs": "C9",
 }
-_STYLES = {"flatvec": "-", "scipy": "--", "tfp": ":", "torch": "-.", "torchmin": "-."}
+_JAX = (0, (6, 1, 1, 1))  # dash-dot-dot: the JAX family
+_STYLES = {"flatvec": "-", "scipy": "--", "tfp": ":", "torch": "-.", "torchmin": "-.",
+           "optax": _JAX, "jaxopt": _JAX, "optimistix": _JAX}
 
 
 def plot_convergence(records: list[Record], out: Path) -> list[str]:

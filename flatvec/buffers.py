@@ -17,8 +17,8 @@ its old contents has run. The compiled loop and :func:`write_rows` see to both:
 - the loop traces the block inside :func:`in_place`, and :func:`write_rows` there orders an
   in-place write after the reads it is given (``after``).
 
-Outside that scope (eager calls, a user's own loop, XLA, which updates loop buffers in place
-by itself) :func:`write_rows` is ``tf.tensor_scatter_nd_update``. An algorithm that calls
+Outside that scope (eager calls, a user's own loop, XLA, which has no kernel for the raw op)
+:func:`write_rows` is ``tf.tensor_scatter_nd_update``. An algorithm that calls
 :func:`write_rows` must define ``own_buffers``; the loop enters :func:`in_place` only for
 algorithms that do.
 """

@@ -199,8 +199,8 @@ class CompiledLoop:
         self._objective_captures: tuple[tf.Tensor, ...] = ()
         self._template: graph_reuse.LoopTemplate | None = None
         self._host_reads, self._reader = 0, None
-        # In-place row writes (flatvec.buffers) where the algorithm makes its buffers its own
-        # at each block; XLA already updates loop buffers in place.
+        # In-place row writes (flatvec.buffers) for algorithms with own_buffers; not under
+        # XLA, which has no kernel for the raw op (and owns its loop buffers itself).
         self._own_buffers = getattr(algorithm, "own_buffers", None)
         self._writes_in_place = callable(self._own_buffers) and not jit_compile
         jit = jit_compile or None
