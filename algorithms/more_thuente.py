@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from .line_search import LineSearchResult, check_wolfe_options, dot, is_finite
+from .line_search import LineSearchResult, check_wolfe_options, dot, finite_trial
 
 __all__ = ["ExtraCondition", "MoreThuente"]
 
@@ -286,7 +286,7 @@ class MoreThuente:
             a = s.trial
             fa, ga = oracle(x + a * s.dirn)
             p = _End(a, fa, dot(ga, s.dirn))
-            finite = is_finite(fa, ga)
+            finite = finite_trial(fa, p.d)
             gtest = c1 * s.d0
             armijo = finite & (fa <= f + a * gtest)
             stage2 = s.stage2 | (armijo & (p.d >= 0))
@@ -353,7 +353,7 @@ class MoreThuente:
                                   maximum_iterations=budget)
         s = _unpack(packed)
         # The last trial if it converged or is no worse than stx, else stx.
-        use_last = s.success | (is_finite(s.last.f, s.last_g) & (s.last.f <= s.x.f))
+        use_last = s.success | (finite_trial(s.last.f, s.last.d) & (s.last.f <= s.x.f))
         best = _where(use_last, s.last, s.x)
         keep = s.success | (best.f < f)
         x_new, g_new = tf.cond(

@@ -35,7 +35,7 @@ from .line_search import (
     check_wolfe_options,
     cubic_minimizer,
     dot,
-    is_finite,
+    finite_trial,
     machine_eps,
     quadratic_minimizer,
 )
@@ -209,7 +209,7 @@ class StrongWolfe:
             xa = x + a * d
             fa, ga = oracle(xa)
             da = dot(ga, d)
-            finite = is_finite(fa, ga)
+            finite = finite_trial(fa, da)
             armijo = finite & (fa <= f + c1 * a * d0)
             # Slope sign relative to the far end (or forward, before bracketing): >= 0 means
             # a minimizer lies between the best point and this trial.

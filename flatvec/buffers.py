@@ -18,7 +18,9 @@ its old contents has run. The compiled loop and :func:`write_rows` see to both:
   in-place write after the reads it is given (``after``).
 
 Outside that scope (eager calls, a user's own loop, XLA, which has no kernel for the raw op)
-:func:`write_rows` is ``tf.tensor_scatter_nd_update``. An algorithm that calls
+:func:`write_rows` is ``tf.tensor_scatter_nd_update`` whose index depends on the reads by
+dataflow: XLA then updates a while loop's buffer in place by itself, but only where the
+dataflow orders every read of the old rows before the write. An algorithm that calls
 :func:`write_rows` must define ``own_buffers``; the loop enters :func:`in_place` only for
 algorithms that do.
 """
@@ -58,7 +60,8 @@ def writes_in_place() -> bool:
 
 
 def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf.Tensor], *,
-               private: tf.Tensor, after: Sequence[tf.Tensor] = ()) -> tuple[tf.Tensor, ...]:
+               private: tf.Tensor, after: Sequence[tf.Tensor] = (),
+               keep: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
     """Each of ``buffers`` with row ``index`` (int32 scalar) replaced by the matching ``rows``.
 
     Inside :func:`in_place`, where ``private`` (bool scalar: the loop wrote these buffers by a
@@ -66,9 +69,25 @@ def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf
     ``after`` (each read of the old contents that is not already an input of a row) has been
     computed: the old contents are gone and the results are the buffers themselves.
     Elsewhere the results are new tensors (private from then on) and ``buffers`` are
-    unchanged. One call for all the buffers of a write: one ``tf.cond`` in the graph."""
+    unchanged, and the write's index depends on ``after`` by dataflow (for XLA). One call for
+    all the buffers of a write: one ``tf.cond`` in the graph.
+
+    ``keep`` (bool scalar, default True): where False the buffers keep row ``index``. No
+    ``tf.cond`` skips the write (a fresh model's loop instantiates every branch function again,
+    see :mod:`flatvec.graph_reuse`): in the compiled loop the write has zero or one rows; elsewhere
+    (XLA needs static shapes) the old row is written back."""
     indices = tf.reshape(index, [1])
+    if after and not writes_in_place():
+        indices = _after_reads(indices, after)
     rows = [tf.expand_dims(row, 0) for row in rows]
+    if keep is not None and writes_in_place():
+        # The first `count` (0 or 1) of the one index and row: a slice that keeps all of a
+        # tensor is the tensor itself, so a kept row is not copied.
+        count = tf.reshape(tf.cast(keep, tf.int32), [1])
+        indices = tf.slice(indices, [0], count)
+        rows = [tf.slice(r, [0, 0], tf.concat([count, [-1]], 0)) for r in rows]
+    elif keep is not None:
+        rows = [tf.where(keep, r, tf.gather(b, indices)) for b, r in zip(buffers, rows)]
 
     def scatter() -> tuple[tf.Tensor, ...]:
         at = tf.expand_dims(indices, 1)
@@ -83,3 +102,15 @@ def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf
                          for b, r in zip(buffers, rows))
 
     return tf.cond(private, overwrite, scatter)
+
+
+def _after_reads(indices: tf.Tensor, reads: Sequence[tf.Tensor]) -> tf.Tensor:
+    """``indices``, computed after ``reads``: a data dependency that changes no value.
+
+    XLA updates a loop's buffer in place only where its dataflow orders every read of the old
+    contents before the write; control dependencies do not count (nor does an optimization
+    barrier, which the CPU pipeline turns into them). Without this, the compiled L-BFGS loop
+    copied each ``[m, n]`` buffer twice an iteration. ``r * 0`` is 0 or NaN, which converts to
+    0 or the most negative integer, so the maximum with a non-negative index is the index."""
+    zero = tf.add_n([tf.reduce_sum(tf.cast(r, tf.float32)) for r in reads]) * 0.0
+    return tf.maximum(indices, tf.cast(zero, indices.dtype))

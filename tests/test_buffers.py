@@ -51,6 +51,41 @@ def test_write_rows_outside_the_loop_returns_new_tensors_and_keeps_the_buffers()
     np.testing.assert_array_equal(np.delete(out_b.numpy(), 1, 0), np.delete(b.numpy(), 1, 0))
 
 
+@pytest.mark.parametrize("read", [2.5, np.nan])
+@pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize("mode", ["graph", "in_place", "xla"])
+def test_write_rows_writes_the_row_only_where_kept(mode, keep, read):
+    # `after` may hold anything (a NaN read too): it orders the write, it never moves it.
+    @tf.function(autograph=False, jit_compile=mode == "xla")
+    def write(keep: tf.Tensor, read: tf.Tensor) -> tf.Tensor:
+        buffer = tf.reshape(tf.range(12.0, dtype=F64), [3, 4]) + 0.0  # held by nobody else
+        after = tf.linalg.matvec(buffer, tf.fill([4], read))
+        with buffers.in_place(mode == "in_place"):
+            (out,) = buffers.write_rows((buffer,), tf.constant(1), (tf.fill([4], tf.constant(
+                -1.0, F64)),), private=tf.constant(True), after=(after,), keep=keep)
+        return out
+
+    expected = np.arange(12.0).reshape(3, 4)
+    if keep:
+        expected[1] = -1.0
+    got = write(tf.constant(keep), tf.constant(read, F64)).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_xla_iteration_copies_no_buffer():
+    # XLA writes a loop's buffer in place only where the dataflow puts the write after every
+    # read of the old rows (flatvec.buffers._after_reads); else it copied each [m, n] buffer
+    # twice an iteration.
+    loop = _loop(memory=4, jit_compile=True)
+    loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))
+    loop.advance()
+    hlo = loop._advance.experimental_get_compiler_ir()(stage="optimized_hlo")
+    shape = f"f64[4,{X0.size}]"
+    assert shape in hlo
+    copies = [line for line in hlo.splitlines() if f"= {shape}" in line and " copy(" in line]
+    assert copies == []
+
+
 def test_the_compiled_iteration_writes_rows_in_place():
     loop = _loop()
     loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))

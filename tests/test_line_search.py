@@ -210,6 +210,31 @@ def test_non_finite_trials_shrink_the_step():
     assert float(res.f) <= 4.0 + 1e-4 * float(res.step) * -4.0
 
 
+class _InfiniteCrossSlope:
+    """f = (x0 - 2)^2 on R^2 whose gradient's x1 entry is infinite where x0 > 1.5: f and the
+    slope along d = (1, 0) look fine there, but the gradient is not finite."""
+
+    def __init__(self):
+        self.calls = tf.Variable(0, dtype=tf.int64)
+
+    def __call__(self, x):
+        self.calls.assign_add(1)
+        inf, zero = tf.constant(math.inf, F64), tf.constant(0.0, F64)
+        cross = tf.where(x[0] > 1.5, inf, zero)
+        return (x[0] - 2.0) ** 2, tf.stack([2.0 * (x[0] - 2.0), cross])
+
+
+@pytest.mark.parametrize("search", [StrongWolfe, MoreThuente])
+def test_a_trial_whose_gradient_is_not_finite_is_never_accepted(search):
+    # Every strong Wolfe step (c2 = 0.1: x0 in [1.8, 2.2]) has an infinite gradient entry
+    # where d is zero; the search must not return it, and its result stays finite.
+    oracle = _InfiniteCrossSlope()
+    res = _run(search(c2=0.1, max_evals=12), oracle, [0.0, 0.0], [1.0, 0.0], 1.0)
+    assert not bool(res.success)
+    assert np.all(np.isfinite(res.g.numpy())) and np.isfinite(float(res.f))
+    assert float(res.x[0]) <= 1.5
+
+
 def test_no_acceptable_point_returns_the_start():
     # Finite only at 0: every trial fails; the start point comes back with step 0.
     inf, zero = tf.constant(math.inf, F64), tf.constant(0.0, F64)
