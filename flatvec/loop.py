@@ -200,7 +200,8 @@ class CompiledLoop:
         self._template: graph_reuse.LoopTemplate | None = None
         self._host_reads, self._reader = 0, None
         # In-place row writes (flatvec.buffers) for algorithms with own_buffers; not under
-        # XLA, which has no kernel for the raw op (and owns its loop buffers itself).
+        # XLA, which has no kernel for the raw op (it updates its loop buffers in place itself
+        # where the dataflow orders the reads first: flatvec.buffers).
         self._own_buffers = getattr(algorithm, "own_buffers", None)
         self._writes_in_place = callable(self._own_buffers) and not jit_compile
         jit = jit_compile or None
