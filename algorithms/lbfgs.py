@@ -105,8 +105,19 @@ def inverse_hessian_product(
     :class:`LBFGSMemory` for the slot order); ``sy = s y'``, ``yy = y y'``, ``sg = s g`` and
     ``yg = y g`` are their inner products. Slots not in use may hold anything: they are masked.
     """
+    return -_direction(g, s, y, sy, yy, sg, yg, head, count, gamma)[0]
+
+
+def _direction(
+    g: tf.Tensor, s: tf.Tensor, y: tf.Tensor, sy: tf.Tensor, yy: tf.Tensor, sg: tf.Tensor,
+    yg: tf.Tensor, head: tf.Tensor, count: tf.Tensor, gamma: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(-H g, -gamma g)``: the L-BFGS direction built on the steepest-descent fallback
+    (two passes over n fewer than negating ``H g``, and the same bits: negation is exact)."""
     p_slot, t_slot = _compact_coefficients(sy, yy, sg, yg, head, count, gamma)
-    return gamma * g + tf.tensordot(p_slot, s, 1) - tf.tensordot(gamma * t_slot, y, 1)
+    fallback = -gamma * g
+    # Row vector times matrix: 2-3x faster in TensorFlow than matvec(..., transpose_a=True).
+    return fallback - tf.tensordot(p_slot, s, 1) + tf.tensordot(gamma * t_slot, y, 1), fallback
 
 
 def _compact_coefficients(
@@ -173,13 +184,8 @@ class LBFGSDirection(Direction):
 
     def propose(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                 oracle: Oracle) -> Proposal:
-        p_slot, t_slot = _compact_coefficients(mem.sy, mem.yy, mem.sg, mem.yg, mem.head,
-                                               mem.count, mem.gamma)
-        # d = -H g from the fallback -gamma g: two passes over n fewer than negating H g, and
-        # the same bits (negation is exact). Row vector times matrix: 2-3x faster in
-        # TensorFlow than matvec(..., transpose_a=True).
-        fallback = -mem.gamma * g
-        d = fallback - tf.tensordot(p_slot, mem.s, 1) + tf.tensordot(mem.gamma * t_slot, mem.y, 1)
+        d, fallback = _direction(g, mem.s, mem.y, mem.sy, mem.yy, mem.sg, mem.yg, mem.head,
+                                 mem.count, mem.gamma)
         one = tf.ones([], x.dtype)
         return Proposal(d, one, fallback_d=fallback, fallback_step0=one,
                         can_restart=mem.count > 0)

@@ -257,7 +257,8 @@ class CompiledLoop:
             # Eager assignments (about 1 ms in all), not a tf.function: a second traced
             # function would make a run's first warm call pay its tracing and first run.
             self._write(carry)
-        self._carry_shared.assign(True)  # the variables took the start's (or a caller's) tensors
+        # The report's host read marks the buffers shared (the variables took the start's or
+        # a caller's tensors, and the report's snapshot holds them too).
         return self._report_eager()
 
     def set_block(self, iterations: int) -> None:
