@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from flatvec import buffers, graph_options, graph_reuse
+from flatvec import buffers, graph_options, graph_reuse, vector_ops
 from flatvec.algorithm import Algorithm, start_state, takes_oracle
 from flatvec.objective import Objective, with_autograph
 from flatvec.oracle import CompiledCalls, Oracle
@@ -204,6 +204,7 @@ class CompiledLoop:
         # where the dataflow orders the reads first: flatvec.buffers).
         self._own_buffers = getattr(algorithm, "own_buffers", None)
         self._writes_in_place = callable(self._own_buffers) and not jit_compile
+        self._jit_compile = bool(jit_compile)
         jit = jit_compile or None
         self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
         self._advance = tf.function(self._advance_graph, jit_compile=jit, autograph=False)
@@ -346,7 +347,8 @@ class CompiledLoop:
 
     def _start_graph(self, x0: tf.Tensor) -> Carry:
         """The start's carry (run eagerly, or traced: see ``_eager_start``)."""
-        state = start_state(self._init, x0, self.oracle, self._init_takes_oracle)
+        with vector_ops.xla_scope(self._jit_compile and tf.inside_function()):
+            state = start_state(self._init, x0, self.oracle, self._init_takes_oracle)
         f, g = state.f, state.g
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
@@ -407,7 +409,7 @@ class CompiledLoop:
             return i + 1, c, rows
 
         # The loop runs at least once: a call is only made while the status is RUNNING.
-        with buffers.in_place(self._writes_in_place):
+        with buffers.in_place(self._writes_in_place), vector_ops.xla_scope(self._jit_compile):
             _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
         self._write(carry)
         if self._writes_in_place:

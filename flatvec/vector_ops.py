@@ -1,0 +1,61 @@
+"""Inner products and row combinations over n, in the form that is fastest for the compiler.
+
+The same sum compiles to very different code in TensorFlow's graph executor and in XLA's CPU
+backend (TensorFlow 2.21), measured on this project's 2-core machine in float64:
+
+- ``a . b`` of two n-vectors: XLA emits ``tf.tensordot`` (a rank-1 ``dot``) as one sequential
+  chain of multiply-adds, 0.16 ms at n = 100 000, while a fused ``reduce_sum(a * b)`` is
+  vectorized, 0.055 ms. In graph mode the ``MatMul`` is the better one inside the loop (the
+  product ``a * b`` would be a temporary of n and a second kernel).
+- ``c . R`` of m coefficients with the m rows of ``[m, n]`` (L-BFGS's direction): XLA's
+  ``dot`` over the leading dimension takes 0.27 ms at n = 100 000 and 3.4 ms at n = 10^6,
+  a fused ``reduce_sum(c[:, None] * R, 0)`` 0.12 ms and 0.55 ms. In graph mode that form
+  would build the ``[m, n]`` product (4x slower); the ``MatMul`` stays.
+
+The compiled loop traces its graphs inside :func:`xla_scope` when it compiles them with XLA,
+and these functions pick the form from it; anywhere else (eager calls, a user's own
+functions) they take the graph form, which is right everywhere and only slower under XLA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+__all__ = ["combine_rows", "dot", "traced_for_xla", "xla_scope"]
+
+_scope = threading.local()  # per thread: tracing is per thread
+
+
+@contextlib.contextmanager
+def xla_scope(active: bool = True) -> Iterator[None]:
+    """Trace the calls in this block in the form for XLA (if ``active``)."""
+    before = getattr(_scope, "xla", False)
+    _scope.xla = bool(active)
+    try:
+        yield
+    finally:
+        _scope.xla = before
+
+
+def traced_for_xla() -> bool:
+    """Whether the code traced now is compiled by XLA (inside :func:`xla_scope`)."""
+    return getattr(_scope, "xla", False)
+
+
+def dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Inner product of two 1-D tensors."""
+    if traced_for_xla():
+        return tf.reduce_sum(a * b)
+    return tf.tensordot(a, b, 1)
+
+
+def combine_rows(coefficients: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """``sum_i coefficients[i] * rows[i]`` for ``[m]`` coefficients and ``[m, n]`` rows."""
+    if traced_for_xla():
+        return tf.reduce_sum(coefficients[:, None] * rows, 0)
+    # Row vector times matrix: one MatMul, 2-3x faster than matvec(..., transpose_a=True).
+    return tf.tensordot(coefficients, rows, 1)
