@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from flatvec import hessian_mode
 from flatvec.curvature import ggn_matrix_terms, ggn_terms
 from flatvec.data import (
     Batch,
@@ -130,6 +131,7 @@ class Objective:
         self._strategy = strategy
         self._jit_compile = bool(jit_compile)
         self._ggn_rows = ggn_rows
+        self._reverse_hvp: bool | None = None  # a function objective's product mode, once known
         with tf.init_scope():
             self.nfev = tf.Variable(0, dtype=tf.int64, trainable=False, name="nfev")
             self.njev = tf.Variable(0, dtype=tf.int64, trainable=False, name="njev")
@@ -208,9 +210,14 @@ class Objective:
             check_scalar(f, "loss_fn")  # also keeps a tuple from passing as (sum, count)
             return f
 
+        mode: dict[str, bool] = {}  # decided on the first product's trace
+
         def terms(batch: Batch | None, want: Want) -> Terms:
             del batch
-            return differentiate(space, value, want, allow_unused)
+            if want.tangents is not None and "reverse" not in mode:
+                mode["reverse"] = hessian_mode.needs_reverse_over_reverse(value)
+            return differentiate(space, value, want, allow_unused,
+                                 reverse_over_reverse=mode.get("reverse", False))
 
         return cls(space=space, dtype=space.dtype, size=space.size, terms=terms,
                    jit_compile=jit_compile)
@@ -426,14 +433,28 @@ class Objective:
         """Traceable Hessian-vector product ``∇²f(x) v`` (forward-over-reverse)."""
         self.nhev.assign_add(1)
         if self._fun is not None:
-            with tf.autodiff.ForwardAccumulator(x, v) as acc:
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    f = self._fun(x)
-                g = tape.gradient(f, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return self._function_hvp(x, v)
         self._space.assign(x)
         return self._sweep(Want(tangents=self._space.unpack(v))).hvp
+
+    def _function_hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+        """``∇²f(x) v`` of a function objective, in the mode that is right for ``fun``."""
+
+        def value_and_gradient() -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                f = self._fun(x)
+            return f, tape.gradient(f, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        if self._reverse_hvp is None:
+            self._reverse_hvp = hessian_mode.needs_reverse_over_reverse(
+                self._fun, tf.TensorSpec(x.shape, x.dtype))
+        if self._reverse_hvp:
+            return hessian_mode.reverse_over_reverse(value_and_gradient, [x], v,
+                                                     lambda parts: parts[0])[2]
+        with tf.autodiff.ForwardAccumulator(x, v) as acc:
+            g = value_and_gradient()[1]
+        return acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     @tf.autograph.experimental.do_not_convert
     def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:

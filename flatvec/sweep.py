@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from flatvec import hessian_mode
 from flatvec.data import Batch
 from flatvec.objective_checks import check_scalar
 from flatvec.space import FlatParamSpace
@@ -42,9 +43,14 @@ def differentiate(
     loss_fn: Callable[[], Any],
     want: Want,
     allow_unused: bool,
+    reverse_over_reverse: bool = False,
 ) -> Terms:
     """Value, and as ``want`` asks the gradient and a Hessian-vector product, of ``loss_fn``
-    in the space. ``loss_fn`` returns either a scalar or ``(loss_sum, count)``."""
+    in the space. ``loss_fn`` returns either a scalar or ``(loss_sum, count)``.
+
+    The product is forward-over-reverse, or with ``reverse_over_reverse`` the gradient of
+    ``g . v`` (for code that holds function calls or control flow:
+    :mod:`flatvec.hessian_mode`)."""
     variables = space.tf_variables
     empty = tf.zeros([0], space.dtype)
     one = tf.ones([], space.dtype)
@@ -66,6 +72,15 @@ def differentiate(
         return Terms(loss_sum, count, empty, empty)
     if want.tangents is None:
         return Terms(*value_and_grad(), empty)
+    if reverse_over_reverse:
+        def value_and_flat_grad() -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+            loss_sum, count, g = value_and_grad()
+            return (loss_sum, count), g
+
+        (loss_sum, count), g, hv = hessian_mode.reverse_over_reverse(
+            value_and_flat_grad, variables, space.pack(want.tangents, name="tangents"),
+            lambda parts: space.pack(parts, name="hvp"))
+        return Terms(loss_sum, count, g, hv)
     with tf.autodiff.ForwardAccumulator(variables, want.tangents) as acc:
         loss_sum, count, g = value_and_grad()
     hv = acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
