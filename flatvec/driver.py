@@ -17,7 +17,7 @@ from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, S
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
 from flatvec.result import OptimizeResult
-from flatvec.status import Status, decode_status
+from flatvec.status import Status, decode_status, verdict_at_best
 
 __all__ = ["minimize"]
 
@@ -376,7 +376,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
             objective.space.assign(carry.best_x)
     keeper.finish()
     result = _result(carry, status, reason, objective, reporter.history,
-                     type(algorithm).__name__, loop.nonfinite.numpy())
+                     type(algorithm).__name__, loop.nonfinite.numpy(), rule.gtol)
     reporter.end(result)
     return result
 
@@ -391,26 +391,37 @@ def _report_rows(reporter, rows, previous, before, after, point) -> bool:
     return reporter.iteration(rows[-1], int(rows[-1, NIT_COLUMN]), after, point)
 
 
-def _result(carry, status, reason, objective, history, method, nonfinite) -> OptimizeResult:
+def _result(carry, status, reason, objective, history, method, nonfinite,
+            gtol) -> OptimizeResult:
     """``reason``: the algorithm's own :class:`~flatvec.status.StopReason` when it stopped the
     run (status ``ALGORITHM_STOP``; its message and success are the result's).
-    ``nonfinite``: the loop's counts of non-finite evaluations and products."""
-    message = status.message if reason is None else reason.message
+    ``nonfinite``: the loop's counts of non-finite evaluations and products.
+
+    The result is at the best accepted point. A convergence status is kept only where it holds
+    there (:func:`flatvec.status.verdict_at_best`): a non-monotone method can meet its test
+    at an iterate above the best point it saw."""
+    best_x, best_g = carry.best_x.numpy(), carry.best_g.numpy()
+    best_f = float(carry.best_f.numpy())
+    verdict = verdict_at_best(
+        status, reason, gtol=gtol, best_f=best_f, best_g=best_g,
+        iterate_is_best=bool(np.array_equal(best_x, carry.state.x.numpy())),
+        iterate_f=float(carry.state.f.numpy()))
+    message = verdict.message
     evaluations, products = (int(n) for n in nonfinite)
     if evaluations or products:
         nfev, nhev = int(objective.nfev.numpy()), int(objective.nhev.numpy())
         message += (f" Non-finite results: {evaluations} of {nfev} evaluations"
                     f"{f', {products} of {nhev} curvature products' if products else ''}.")
     return OptimizeResult(
-        x=carry.best_x.numpy(),
-        fun=float(carry.best_f.numpy()),
-        jac=carry.best_g.numpy(),
+        x=best_x,
+        fun=best_f,
+        jac=best_g,
         nit=int(carry.nit.numpy()),
         nfev=int(objective.nfev.numpy()),
         njev=int(objective.njev.numpy()),
         nhev=int(objective.nhev.numpy()),
-        status=status,
-        success=status.success if reason is None else reason.success,
+        status=verdict.status,
+        success=verdict.success,
         message=message,
         nonfinite_evals=evaluations + products,
         history=history,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
-__all__ = ["ALGORITHM_CODE_BASE", "Status", "StopReason"]
+import numpy as np
+
+__all__ = ["ALGORITHM_CODE_BASE", "Status", "StopReason", "Verdict", "verdict_at_best"]
 
 # A status tensor holds ALGORITHM_CODE_BASE + k when the algorithm stopped for its own k-th
 # declared reason (1-based); the host turns that into Status.ALGORITHM_STOP and the message.
@@ -41,6 +43,7 @@ class Status(IntEnum):
     STOPPED_BY_CALLBACK = 7
     SCIPY_OTHER = 8
     ALGORITHM_STOP = 9
+    CONVERGED_ABOVE_BEST = 10
 
     @property
     def success(self) -> bool:
@@ -66,6 +69,9 @@ _MESSAGES = {
     Status.STOPPED_BY_CALLBACK: "Stopped by a callback.",
     Status.SCIPY_OTHER: "SciPy stopped for another reason (see message).",
     Status.ALGORITHM_STOP: "Stopped by the algorithm for a reason of its own.",
+    Status.CONVERGED_ABOVE_BEST: (
+        "Stopped: an iterate met the convergence test, but above the best point seen, which "
+        "is returned and does not meet it (result.state holds that iterate)."),
 }
 
 
@@ -77,3 +83,41 @@ def decode_status(code: int, reasons: tuple[StopReason, ...]) -> tuple[Status, S
             f"Stopped by the algorithm (undeclared reason {index + 1}).")
         return Status.ALGORITHM_STOP, reason
     return Status(code), None
+
+
+class Verdict(NamedTuple):
+    """What a result reports: its status, whether it counts as converged, its message."""
+
+    status: Status
+    success: bool
+    message: str
+
+
+def verdict_at_best(
+    status: Status, reason: StopReason | None, *, gtol: float, best_f: float,
+    best_g: np.ndarray, iterate_is_best: bool, iterate_f: float,
+) -> Verdict:
+    """The verdict on a run whose result is its best point, ``status``/``reason`` having been
+    decided at its last iterate.
+
+    A claim of convergence must hold at the returned point. Where the last iterate is the best
+    point, it does. Where it is not (a non-monotone method ended above the best point it saw):
+    the gradient test is re-applied to the best point's gradient; any other claim (ftol, an
+    algorithm's own successful stop) is about the iterate, so it becomes
+    ``CONVERGED_ABOVE_BEST``, not a success. Success messages end with the gradient norm at
+    the returned point."""
+    success = status.success if reason is None else reason.success
+    message = status.message if reason is None else reason.message
+    grad_norm = float(np.max(np.abs(best_g))) if np.size(best_g) else 0.0
+    if success and not iterate_is_best:
+        if grad_norm <= gtol:
+            status, reason = Status.CONVERGED_GTOL, None
+            message = (f"{Status.CONVERGED_GTOL.message[:-1]} at the best point seen (the "
+                       f"method's last iterate, f = {iterate_f:.6g}, is above it).")
+        else:
+            return Verdict(Status.CONVERGED_ABOVE_BEST, False, (
+                f"{Status.CONVERGED_ABOVE_BEST.message} The iterate: f = {iterate_f:.6g}; the "
+                f"best point: f = {best_f:.6g}, gradient infinity norm {grad_norm:.3g}."))
+    if success:
+        message = f"{message} Gradient infinity norm at x: {grad_norm:.3g}."
+    return Verdict(status, success, message)
