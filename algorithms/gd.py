@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Oracle, UpdateRule
+from flatvec.algorithm import LBFGSB_FTOL, Oracle, UpdateRule
 
 from .backtracking import Backtracking
 from .line_search import Restarted
@@ -91,6 +91,8 @@ class GradientDescent(UpdateRule):
     >>> bool(res.success), int(res.nit)
     (True, 1)
     """
+
+    default_ftol: ClassVar[float] = LBFGSB_FTOL
 
     def __init__(
         self,

@@ -55,12 +55,12 @@ their use in limited memory methods", Math. Programming 63, 1994.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
 from flatvec import buffers, vector_ops
-from flatvec.algorithm import Oracle
+from flatvec.algorithm import LBFGSB_FTOL, Oracle
 
 from .line_search import LineSearch, Restarted, dot, machine_eps, unit_step_scale
 from .line_search_method import Direction, LineSearchMethod, Proposal
@@ -265,6 +265,8 @@ class LBFGS(LineSearchMethod):
     >>> bool(res.success), [round(v, 4) for v in res.x.tolist()]
     (True, [1.0, 1.0])
     """
+
+    default_ftol: ClassVar[float] = LBFGSB_FTOL  # L-BFGS-B's relative-decrease test
 
     def __init__(
         self, *, memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25,

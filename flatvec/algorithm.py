@@ -53,6 +53,7 @@ from flatvec.oracle import Oracle
 from flatvec.status import StopReason
 
 __all__ = [
+    "LBFGSB_FTOL",
     "Algorithm",
     "Oracle",
     "RuleState",
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "flatvec.algorithms"
+# L-BFGS-B's default relative-decrease tolerance (factr 1e7 times float64's eps).
+LBFGSB_FTOL = 2.220446049250313e-09
 
 
 class Algorithm:
@@ -72,8 +75,10 @@ class Algorithm:
 
     Class attributes declare capabilities: ``needs_hvp`` (``step`` calls ``oracle.hvp``),
     ``uses_line_search`` (``step`` re-evaluates the objective at trial points, so it cannot run
-    as a per-batch update inside ``model.fit``) and ``stop_reasons`` (the algorithm's own
-    :class:`~flatvec.status.StopReason` s, selected by a ``stop_reason`` state field).
+    as a per-batch update inside ``model.fit``), ``default_ftol`` (the ``ftol`` that
+    ``minimize`` uses when given none; 0, off, unless declared) and ``stop_reasons`` (the
+    algorithm's own :class:`~flatvec.status.StopReason` s, selected by a ``stop_reason`` state
+    field).
     """
 
     needs_hvp: ClassVar[bool] = False
@@ -81,6 +86,9 @@ class Algorithm:
     needs_residuals: ClassVar[bool] = False  # oracle.residuals / jacobian / jvp / vjp
     uses_line_search: ClassVar[bool] = True
     stop_reasons: ClassVar[tuple[StopReason, ...]] = ()
+    # The relative-decrease test's tolerance when minimize() is given no ftol: off unless a
+    # method declares one (a plugin does not inherit L-BFGS-B's silently).
+    default_ftol: ClassVar[float] = 0.0
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> NamedTuple:
         raise NotImplementedError

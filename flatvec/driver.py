@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -11,8 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec import graph_reuse, run_checkpoint
-from flatvec.algorithm import Algorithm, get_algorithm
+from flatvec.algorithm import LBFGSB_FTOL, Algorithm, get_algorithm, lookup_algorithm
 from flatvec.data import check_data_options
+from flatvec.keywords import check_algorithm_keywords
 from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
@@ -21,7 +23,6 @@ from flatvec.status import Status, decode_status, verdict_at_best
 
 __all__ = ["minimize"]
 
-DEFAULT_FTOL = 2.220446049250313e-09  # L-BFGS-B's default factr * eps
 DEFAULT_MAX_ITER = 15000  # L-BFGS-B's default
 # steps_per_call=None: without callbacks, iterations are run in blocks that take about this
 # long (one compiled call, one host transfer per block instead of per iteration), at most
@@ -96,6 +97,10 @@ def minimize(
     bounds: Any = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
+    max_time: float | None = None,
+    ftol_floor: float = 0.0,
+    allow_unused: bool = False,
+    options: dict[str, Any] | None = None,
     **algo_options: Any,
 ) -> OptimizeResult:
     r"""Minimize a model's full-batch loss, a function of a 1-D tensor, or a closure.
@@ -131,9 +136,14 @@ def minimize(
         Stop when :math:`\|g\|_\infty \le` ``gtol``.
     ftol : float, optional
         Default: the algorithm's ``default_ftol`` (L-BFGS-B's 2.2e-9 for ``lbfgs`` and ``gd``;
-        0, i.e. off, for ``cg`` and ``bfgs``, as in SciPy's CG and BFGS).
-        Stop when :math:`(f_k - f_{k+1}) \le` ``ftol`` :math:`\max(|f_k|, |f_{k+1}|, 1)`, the
-        relative-reduction test of L-BFGS-B.
+        0, i.e. off, for ``cg``, ``bfgs`` and the second-order methods, as in SciPy, and for
+        any algorithm that declares none).
+        Stop when :math:`(f_k - f_{k+1}) \le` ``ftol`` :math:`\max(|f_k|, |f_{k+1}|,`
+        ``ftol_floor``:math:`)`: the reduction relative to the loss itself, so that a loss of
+        1e-5 still falling by 1e-9 an iteration is not stopped.
+    ftol_floor : float
+        The least scale of the ``ftol`` test (default 0). ``ftol_floor=1`` is L-BFGS-B's exact
+        test, :math:`\max(|f_k|, |f_{k+1}|, 1)`, which treats losses below 1 as 1.
     callbacks : list, optional
         ``keras.callbacks.Callback`` objects (each iteration is an "epoch" with logs ``loss``,
         ``grad_norm``, ``step_size``, ``nfev``; ``model.stop_training = True`` stops the run) and
@@ -178,8 +188,19 @@ def minimize(
         the run (however it ends: convergence, a limit, a callback, Ctrl-C). The compiled
         blocks of iterations (``steps_per_call``) are cut to end at each multiple, so the
         saves happen exactly there.
+    max_time : float, optional
+        Stop after about this many seconds of wall time (status ``MAX_TIME``); blocks of
+        compiled iterations are sized to end by then. For ``algo="scipy:<method>"`` too.
+    allow_unused : bool
+        Closure and model forms: a variable the loss does not read gets a zero gradient
+        instead of raising ``ValueError``.
+    options : dict, optional
+        Only for ``algo="scipy:<method>"``: SciPy's own options of that method (``maxcor``,
+        ``maxls``, ...), passed to ``scipy.optimize.minimize`` over the ones flatvec maps.
     **algo_options :
         Options of the algorithm (``memory=10``, ``beta="pr+"``, ``learning_rate=...``).
+        Another library's names for the options above (``maxiter``, ``method``,
+        ``compile``, ...) and near misses of them are refused, naming the option meant.
 
     Returns
     -------
@@ -209,6 +230,7 @@ def minimize(
     # touched or anything is traced.
     _check_options(gtol, 0.0 if ftol is None else ftol, max_iter, max_eval, steps_per_call,
                    verbose, jit_compile)
+    _check_limits(max_time, ftol_floor, allow_unused)
     _check_initial_state(initial_state)
     check_data_options(batch_size, training, in_memory)
     run_checkpoint.check_arguments(checkpoint, checkpoint_every, algo)
@@ -217,26 +239,29 @@ def minimize(
         "training": training,
         "in_memory": in_memory,
         "jit_compile": jit_compile,
+        "allow_unused": allow_unused,
     }
-    if isinstance(algo, str) and algo.lower().startswith("scipy:"):
-        if algo_options or initial_state is not None or steps_per_call is not None:
+    is_scipy = isinstance(algo, str) and algo.lower().startswith("scipy:")
+    _check_keywords(algo, algo_options, is_scipy, options)
+    if is_scipy:
+        if initial_state is not None or steps_per_call is not None:
             raise TypeError(
-                "algo: SciPy methods take no flatvec algorithm options, initial_state or "
-                f"steps_per_call (got {sorted(algo_options)})"
-            )
+                "algo: SciPy methods take no initial_state or steps_per_call; SciPy's own "
+                "options go in options={...}")
         from flatvec.scipy_bridge import minimize_with_scipy
 
         problem = _resolve(fun, x0, loss, objective_options)
-        ftol = DEFAULT_FTOL if ftol is None else ftol
+        ftol = LBFGSB_FTOL if ftol is None else ftol
         return minimize_with_scipy(
             problem, algo.split(":", 1)[1], max_iter=max_iter, max_eval=max_eval, gtol=gtol,
-            ftol=ftol, callbacks=callbacks, verbose=verbose, bounds=bounds,
+            ftol=ftol, callbacks=callbacks, verbose=verbose, bounds=bounds, max_time=max_time,
+            options=options,
         )
     if bounds is not None:
         raise TypeError("bounds: only supported by algo='scipy:<method>'")
     algorithm = get_algorithm(algo, **algo_options)
     if ftol is None:
-        ftol = getattr(algorithm, "default_ftol", DEFAULT_FTOL)
+        ftol = algorithm.default_ftol if isinstance(algorithm, Algorithm) else 0.0
     problem = _resolve(fun, x0, loss, objective_options)
     keeper = run_checkpoint.open_checkpoint(checkpoint, checkpoint_every, algorithm, problem.x0)
     objective = problem.objective
@@ -245,10 +270,59 @@ def minimize(
             "jit_compile: XLA cannot compile a tf.data loop; use in-memory data "
             "(in_memory=True) or jit_compile=False"
         )
-    rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0))
+    rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0),
+                    float(ftol_floor))
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
     loop = _compiled_loop(objective, algo, algorithm, algo_options, bool(jit_compile), problem.x0)
-    return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call, keeper)
+    return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call, keeper,
+                max_time)
+
+
+# minimize's own keywords, for the near-miss hints of _check_keywords.
+_DRIVER_OPTIONS = (
+    "loss", "max_iter", "max_eval", "gtol", "ftol", "callbacks", "verbose", "jit_compile",
+    "steps_per_call", "initial_state", "batch_size", "training", "in_memory", "bounds",
+    "checkpoint", "checkpoint_every", "max_time", "ftol_floor", "allow_unused", "options")
+
+
+def _check_keywords(algo: Any, algo_options: dict[str, Any], is_scipy: bool,
+                    options: Any) -> None:
+    """Foreign or misspelt keywords, and ``options`` away from SciPy, before anything runs."""
+    if options is not None and not is_scipy:
+        raise TypeError(
+            "options: only for algo='scipy:<method>' (SciPy's own options); give a flatvec "
+            "algorithm's options as keywords, e.g. minimize(..., 'lbfgs', memory=20)")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options: expected a dict of SciPy options, got {type(options).__name__}")
+    if is_scipy:
+        if algo_options:
+            check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, (), algo)
+        return
+    if isinstance(algo, str):
+        cls = lookup_algorithm(algo)  # an unknown name raises here, listing the known ones
+        params = inspect.signature(cls.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        check_algorithm_keywords(algo_options, _DRIVER_OPTIONS,
+                                 [k for k in params if k != "self"], algo)
+    elif algo_options:
+        check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, (), type(algo).__name__)
+
+
+def _check_limits(max_time: Any, ftol_floor: Any, allow_unused: Any) -> None:
+    for name, value, allow_none in (("max_time", max_time, True),
+                                    ("ftol_floor", ftol_floor, False)):
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                             np.floating)):
+            raise TypeError(f"{name}: expected a non-negative number, got {value!r}")
+        if not (value >= 0 and np.isfinite(value)) or (name == "max_time" and value == 0):
+            raise ValueError(f"{name}: expected a finite "
+                             f"{'positive' if name == 'max_time' else 'non-negative'} number, "
+                             f"got {value!r}")
+    if not isinstance(allow_unused, (bool, np.bool_)):
+        raise TypeError(f"allow_unused: expected True or False, got {allow_unused!r}")
 
 
 def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
@@ -312,18 +386,24 @@ class _BlockSize:
                  lockstep: bool = False) -> None:
         self.fixed = steps_per_call if steps_per_call is not None else (
             1 if has_callbacks or lockstep else None)
+        self.lockstep = lockstep  # every process must make the same calls: sizes never vary
 
-    def next(self, seconds: float, iterations: int, current: int) -> int:
+    def next(self, seconds: float, iterations: int, current: int,
+             remaining: float | None = None) -> int:
+        """The next block's size from the last one's ``seconds`` for ``iterations``; with
+        ``remaining`` seconds of a ``max_time``, no more iterations than fit in them."""
+        per_iteration = max(seconds / max(iterations, 1), 1e-6)
+        fitting = MAX_AUTO_BLOCK if remaining is None else max(1, int(remaining / per_iteration))
         if self.fixed is not None:
-            return self.fixed
-        per_iteration = seconds / max(iterations, 1)
-        wanted = int(AUTO_BLOCK_SECONDS / max(per_iteration, 1e-6))
-        return max(1, min(MAX_AUTO_BLOCK, wanted, 2 * current))  # grow gradually
+            return self.fixed if self.lockstep else min(self.fixed, fitting)
+        wanted = int(AUTO_BLOCK_SECONDS / per_iteration)
+        return max(1, min(MAX_AUTO_BLOCK, wanted, 2 * current, fitting))  # grow gradually
 
 
 def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call,
-         keeper) -> OptimizeResult:
-    """``keeper``: the run's checkpoint (:func:`~flatvec.run_checkpoint.open_checkpoint`)."""
+         keeper, max_time=None) -> OptimizeResult:
+    """``keeper``: the run's checkpoint (:func:`~flatvec.run_checkpoint.open_checkpoint`);
+    ``max_time``: seconds from the call's start after which no block is begun."""
     objective = problem.objective
     objective.reset_counters()
     sizes = _BlockSize(steps_per_call, reporter.has_callbacks,
@@ -365,8 +445,12 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
             values = rows[-1]
             if stop and status is Status.RUNNING:
                 status = Status.STOPPED_BY_CALLBACK
-            loop.set_block(keeper.block(sizes.next(elapsed - before, len(rows), loop.block),
-                                        int(values[NIT_COLUMN])))
+            remaining = None if max_time is None else max_time - elapsed
+            if remaining is not None and remaining <= 0 and status is Status.RUNNING:
+                status = Status.MAX_TIME
+            loop.set_block(keeper.block(
+                sizes.next(elapsed - before, len(rows), loop.block, remaining),
+                int(values[NIT_COLUMN])))
     except KeyboardInterrupt:
         status, reason = Status.INTERRUPTED, None
     finally:

@@ -23,6 +23,7 @@ class StopRule(NamedTuple):
     ftol: float
     max_iter: int
     max_eval: int  # 0: no limit
+    ftol_floor: float = 0.0  # the relative-decrease test's least scale (L-BFGS-B: 1)
 
 
 class Carry(NamedTuple):
@@ -66,6 +67,7 @@ class _RuleTensors(NamedTuple):
     ftol: tf.Tensor
     max_iter: tf.Tensor  # int64
     max_eval: tf.Tensor  # int64, 0: no limit
+    ftol_floor: tf.Tensor
 
 
 class _StepFaults(NamedTuple):
@@ -93,10 +95,13 @@ def _status_after_step(
     failed = tf.convert_to_tensor(getattr(state, "failed", False))
     accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
     reason = tf.convert_to_tensor(getattr(state, "stop_reason", 0), tf.int32)
-    # L-BFGS-B's test; a rise in f (non-monotone rules) is not convergence, a rejected
-    # proposal (f unchanged by construction) is not either, and ftol = 0 is off.
+    # L-BFGS-B's test, relative to f itself (its floor of 1 with ftol_floor = 1: it stops a
+    # loss of 1e-5 that still falls by 1e-9 an iteration); a rise in f (non-monotone rules)
+    # is not convergence, a rejected proposal (f unchanged by construction) is not either,
+    # and ftol = 0 is off.
     decrease = f_prev - f
-    scale = tf.maximum(tf.maximum(tf.abs(f_prev), tf.abs(f)), tf.ones_like(f))
+    scale = tf.maximum(tf.maximum(tf.abs(f_prev), tf.abs(f)),
+                       tf.cast(rule.ftol_floor, f.dtype))
     ftol = tf.cast(rule.ftol, f.dtype)
     ftol_met = accepted & (ftol > 0) & (decrease >= 0) & (decrease <= ftol * scale)
     over_eval = (rule.max_eval > 0) & (evaluations >= rule.max_eval)
@@ -158,7 +163,7 @@ class CompiledLoop:
     ) -> None:
         self.algorithm, self.objective = algorithm, objective
         with tf.init_scope():
-            self._tolerances = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
+            self._tolerances = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False)
             self._limits = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
             self._block = tf.Variable(1, dtype=tf.int64, trainable=False)
             # Non-finite evaluations and products of the run (counted by the oracle).
@@ -230,7 +235,7 @@ class CompiledLoop:
         """Evaluate ``x0`` and make it the loop's start, stopping by ``rule``; with ``state``,
         resume from that algorithm state instead (its structure is checked against the
         algorithm's)."""
-        self._tolerances.assign([rule.gtol, rule.ftol])
+        self._tolerances.assign([rule.gtol, rule.ftol, rule.ftol_floor])
         self._limits.assign([rule.max_iter, rule.max_eval])
         self.nonfinite.assign([0, 0])
         x0 = tf.convert_to_tensor(x0)
@@ -331,9 +336,9 @@ class CompiledLoop:
 
     # ------------------------------------------------------------------ graph side
     def _rule(self) -> _RuleTensors:
-        gtol, ftol = tf.unstack(self._tolerances.value(), 2)
+        gtol, ftol, ftol_floor = tf.unstack(self._tolerances.value(), 3)
         max_iter, max_eval = tf.unstack(self._limits.value(), 2)
-        return _RuleTensors(gtol, ftol, max_iter, max_eval)
+        return _RuleTensors(gtol, ftol, max_iter, max_eval, ftol_floor)
 
     def _read(self) -> Carry:
         # value(), not read_value(): the same read without an identity node per variable.

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from flatvec.closure_cache import cached_closure_objective
 from flatvec.model_cache import cached_objective
 from flatvec.objective import Objective
 
@@ -72,7 +73,9 @@ def resolve_problem(
     - ``(model, dataset)``: a Keras model and a dataset -> the exact full-batch objective
       (kept on the model and reused by later calls with the same data, loss and options; see
       :mod:`flatvec.model_cache`);
-    - ``(loss_fn, variables)``: a zero-argument closure and the variables it reads;
+    - ``(loss_fn, variables)``: a zero-argument closure and the variables it reads (its
+      objective kept and reused by later calls with the same closure and variables; see
+      :mod:`flatvec.closure_cache`);
     - ``(fun, x0)``: a function of a 1-D tensor and a start point;
     - ``(objective, x0)``: an :class:`Objective` (``x0`` may be None for one with a space).
     """
@@ -98,9 +101,13 @@ def resolve_problem(
         )
     if loss is not None:
         raise TypeError("loss: only used with a Keras model")
+    allow_unused = objective_options.get("allow_unused", False)
     if _is_variable_list(data):
         variables = [data] if isinstance(data, tf.Variable) else list(data)
-        objective = Objective.from_closure(problem, variables, jit_compile=jit)
+        objective = cached_closure_objective(
+            problem, variables, {"jit_compile": jit, "allow_unused": allow_unused},
+            lambda: Objective.from_closure(problem, variables, jit_compile=jit,
+                                           allow_unused=allow_unused))
         return Problem(objective, objective.space.get(), None)
     if data is None:
         raise TypeError("x0: required with a function (or pass variables with a closure)")

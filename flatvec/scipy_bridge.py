@@ -51,6 +51,8 @@ def minimize_with_scipy(
     callbacks: Any,
     verbose: int,
     bounds: Any,
+    max_time: float | None = None,
+    options: dict[str, Any] | None = None,
 ) -> OptimizeResult:
     """Run ``scipy.optimize.minimize(method=method)`` with ``jac=True`` on ``problem``.
 
@@ -58,6 +60,9 @@ def minimize_with_scipy(
     objective's dtype) and are handed to SciPy in float64; methods that accept ``hessp`` get the
     objective's forward-over-reverse Hessian-vector product. The result has flatvec's type and
     status enum; the model's variables are left at the returned ``x``.
+
+    ``options``: SciPy's own options of the method, over the ones mapped from flatvec's;
+    ``max_time``: seconds after which the run ends at the next iteration (SciPy's callback).
     """
     key = method.lower()
     if key in _GRADIENT_FREE:
@@ -85,7 +90,7 @@ def minimize_with_scipy(
         nonfinite[0] += int(not np.all(np.isfinite(hv)))
         return hv
 
-    state = {"nit": 0, "stop": False}
+    state = {"nit": 0, "stop": False, "timeout": False}
     t0 = time.perf_counter()
 
     def callback(intermediate_result: scipy.optimize.OptimizeResult) -> None:
@@ -95,9 +100,13 @@ def minimize_with_scipy(
         counts = [int(c.numpy()) for c in (objective.nfev, objective.njev, objective.nhev)]
         values = np.array([last["f"], np.max(np.abs(last["g"])), np.nan, *counts])
         point = (x, last["g"])
-        if reporter.iteration(values, state["nit"], time.perf_counter() - t0, lambda: point):
+        elapsed = time.perf_counter() - t0
+        if reporter.iteration(values, state["nit"], elapsed, lambda: point):
             state["stop"] = True
             raise StopIteration  # SciPy >= 1.11 ends the run cleanly on StopIteration
+        if max_time is not None and elapsed >= max_time:
+            state["timeout"] = True
+            raise StopIteration
 
     objective.reset_counters()
     x0 = problem.x0.numpy().astype(np.float64)
@@ -109,7 +118,8 @@ def minimize_with_scipy(
         raw = scipy.optimize.minimize(
             fun, x0, jac=True, method=method, bounds=bounds, callback=callback,
             hessp=hessp if key in _HESSP_METHODS else None,
-            options=_options(key, max_iter=max_iter, max_eval=max_eval, gtol=gtol, ftol=ftol),
+            options={**_options(key, max_iter=max_iter, max_eval=max_eval, gtol=gtol,
+                                ftol=ftol), **(options or {})},
         )
     except KeyboardInterrupt:
         raw = scipy.optimize.OptimizeResult(x=last.get("x", x0), message="interrupted")
@@ -117,7 +127,7 @@ def minimize_with_scipy(
     x = np.asarray(raw.x, dtype=np.float64)
     f, g = fun(x)  # exact f and g at the returned point, in the objective's dtype
     if status is Status.RUNNING:
-        status = _status(raw, g, gtol, state["stop"])
+        status = Status.MAX_TIME if state["timeout"] else _status(raw, g, gtol, state["stop"])
     if objective.space is not None:
         objective.space.assign(tf.constant(x, dtype))
     result = OptimizeResult(

@@ -44,6 +44,7 @@ class Status(IntEnum):
     SCIPY_OTHER = 8
     ALGORITHM_STOP = 9
     CONVERGED_ABOVE_BEST = 10
+    MAX_TIME = 11
 
     @property
     def success(self) -> bool:
@@ -69,6 +70,7 @@ _MESSAGES = {
     Status.STOPPED_BY_CALLBACK: "Stopped by a callback.",
     Status.SCIPY_OTHER: "SciPy stopped for another reason (see message).",
     Status.ALGORITHM_STOP: "Stopped by the algorithm for a reason of its own.",
+    Status.MAX_TIME: "Stopped: max_time seconds reached.",
     Status.CONVERGED_ABOVE_BEST: (
         "Stopped: an iterate met the convergence test, but above the best point seen, which "
         "is returned and does not meet it (result.state holds that iterate)."),

@@ -53,8 +53,9 @@ class Run(NamedTuple):
 
 
 def _run(problem: Problem, algo: str, **options: object) -> Run:
+    # ftol_floor=1: L-BFGS-B's exact relative-decrease test, as SciPy's runs have.
     res = flatvec.minimize(problem.fun, tf.constant(problem.x0), algo, gtol=GTOL,
-                           max_iter=MAX_ITER, **options)
+                           max_iter=MAX_ITER, **{"ftol_floor": 1.0, **options})
     fun = float(res.fun)
     return Run(fun, float(np.max(np.abs(res.jac))), int(res.nfev), int(res.nit),
                getattr(res.status, "name", str(res.status)), solved(problem, fun),

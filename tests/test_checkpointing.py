@@ -141,7 +141,8 @@ def test_a_run_stopped_by_max_iter_returns_at_once_or_continues_under_a_larger_o
 
 def test_a_converged_run_keeps_its_status_when_resumed(tmp_path):
     x0 = np.tile([-1.2, 1.0], 25)
-    done = flatvec.minimize(rosen, x0, "lbfgs", gtol=0.0, checkpoint=str(tmp_path))
+    done = flatvec.minimize(rosen, x0, "lbfgs", gtol=0.0, ftol_floor=1.0,
+                            checkpoint=str(tmp_path))
     assert done.status == Status.CONVERGED_FTOL
     # ftol=0 would not have stopped it; the stored reason (the last step's) is kept.
     again = flatvec.minimize(rosen, x0, "lbfgs", gtol=0.0, ftol=0.0, checkpoint=str(tmp_path))
