@@ -31,6 +31,9 @@ marked as possibly shared (its ``private`` flag False), which the compiled loop 
 block whenever the buffers may be held outside it; the rows are then written in place. A
 line-search method gets it from its direction's ``own_buffers(memory)``.
 
+Another: ``result_note(state) -> str``, a sentence the driver appends to the result's message
+(run on the host with the final state; ``lm`` says which solver ran).
+
 The version-1 ``init(x, f, g)`` is still accepted: the driver evaluates ``x`` first.
 
 Line-search methods are written as a direction over one shared driver

@@ -1,4 +1,5 @@
-"""Reusing a closure's :class:`Objective` across ``minimize(loss_fn, variables)`` calls.
+"""Reusing a closure's :class:`Objective` across ``minimize(loss_fn, variables)`` calls (and
+a function's across ``minimize(fun, x0)`` calls: a function is a closure over no variables).
 
 A closure form builds an objective of its own, and the compiled iterations are cached on the
 objective; without this cache every call traced the loss and the loop anew (2.9 s a call on a
@@ -10,7 +11,8 @@ What decides a reuse (anything else builds a new objective):
 - the closure: a function by identity; a bound method (``model.training_loss``, created anew
   at each attribute access) by its object and its function;
 - the identities of the variables, in order;
-- the objective options (``jit_compile``, ``allow_unused``).
+- the objective options (``jit_compile``, ``allow_unused``, residuals or not; a function's
+  size and dtype).
 
 As with ``tf.function``, Python state read while tracing stays as it was at the first call:
 call :func:`clear_closure_cache` after changing it (or pass a new closure).

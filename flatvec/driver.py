@@ -18,6 +18,7 @@ from flatvec.keywords import check_algorithm_keywords
 from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
 from flatvec.problem import resolve_problem
 from flatvec.reporting import RunReporter
+from flatvec.residual_closure import check_weights
 from flatvec.result import OptimizeResult
 from flatvec.status import Status, decode_status, verdict_at_best
 
@@ -101,6 +102,8 @@ def minimize(
     ftol_floor: float = 0.0,
     allow_unused: bool = False,
     options: dict[str, Any] | None = None,
+    residuals: bool | None = None,
+    residual_weights: Any = None,
     **algo_options: Any,
 ) -> OptimizeResult:
     r"""Minimize a model's full-batch loss, a function of a 1-D tensor, or a closure.
@@ -194,6 +197,15 @@ def minimize(
     allow_unused : bool
         Closure and model forms: a variable the loss does not read gets a zero gradient
         instead of raising ``ValueError``.
+    residuals : bool, optional
+        Closure and function forms: ``fun`` returns residuals (a tensor, or a list of residual
+        groups for a closure) and the loss is :math:`\tfrac12 \|r\|^2`
+        (:meth:`Objective.from_residual_closure`, :meth:`Objective.from_residuals`). Default:
+        True for the least-squares methods (``lm``, ``gauss-newton``), else False.
+    residual_weights : list of float or "mean", optional
+        Weights of a residual closure's groups: the loss is
+        :math:`\tfrac12 \sum_i w_i \|r_i\|^2`; ``"mean"`` makes it
+        :math:`\sum_i \operatorname{mean}(r_i^2)`, a PINN's sum of mean squared errors.
     options : dict, optional
         Only for ``algo="scipy:<method>"``: SciPy's own options of that method (``maxcor``,
         ``maxls``, ...), passed to ``scipy.optimize.minimize`` over the ones flatvec maps.
@@ -243,6 +255,7 @@ def minimize(
     }
     is_scipy = isinstance(algo, str) and algo.lower().startswith("scipy:")
     _check_keywords(algo, algo_options, is_scipy, options)
+    objective_options.update(_residual_options(algo, is_scipy, residuals, residual_weights))
     if is_scipy:
         if initial_state is not None or steps_per_call is not None:
             raise TypeError(
@@ -282,7 +295,8 @@ def minimize(
 _DRIVER_OPTIONS = (
     "loss", "max_iter", "max_eval", "gtol", "ftol", "callbacks", "verbose", "jit_compile",
     "steps_per_call", "initial_state", "batch_size", "training", "in_memory", "bounds",
-    "checkpoint", "checkpoint_every", "max_time", "ftol_floor", "allow_unused", "options")
+    "checkpoint", "checkpoint_every", "max_time", "ftol_floor", "allow_unused", "options",
+    "residuals", "residual_weights")
 
 
 def _check_keywords(algo: Any, algo_options: dict[str, Any], is_scipy: bool,
@@ -307,6 +321,26 @@ def _check_keywords(algo: Any, algo_options: dict[str, Any], is_scipy: bool,
                                  [k for k in params if k != "self"], algo)
     elif algo_options:
         check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, (), type(algo).__name__)
+
+
+def _residual_options(algo: Any, is_scipy: bool, residuals: Any,
+                      weights: Any) -> dict[str, Any]:
+    """``residuals`` (default: whether the method is a least-squares one) and the checked
+    ``residual_weights``, as objective options."""
+    if residuals is not None and not isinstance(residuals, (bool, np.bool_)):
+        raise TypeError(f"residuals: expected True, False or None, got {residuals!r}")
+    if weights is not None and residuals is False:
+        raise TypeError("residual_weights: given with residuals=False")
+    least_squares = False
+    if not is_scipy:
+        cls = lookup_algorithm(algo) if isinstance(algo, str) else type(algo)
+        least_squares = bool(getattr(cls, "needs_ggn", False)
+                             or getattr(cls, "needs_residuals", False))
+    if residuals is None and weights is not None:
+        residuals = True
+    # None: closures and functions are residuals for the least-squares methods.
+    return {"residuals": residuals, "least_squares": least_squares,
+            "residual_weights": check_weights(weights)}
 
 
 def _check_limits(max_time: Any, ftol_floor: Any, allow_unused: Any) -> None:
@@ -461,6 +495,9 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
     keeper.finish()
     result = _result(carry, status, reason, objective, reporter.history,
                      type(algorithm).__name__, loop.nonfinite.numpy(), rule.gtol)
+    note = getattr(algorithm, "result_note", None)
+    if note is not None:
+        result.message += " " + note(carry.state)
     reporter.end(result)
     return result
 
@@ -504,7 +541,8 @@ def _result(carry, status, reason, objective, history, method, nonfinite,
         nfev=int(objective.nfev.numpy()),
         njev=int(objective.njev.numpy()),
         nhev=int(objective.nhev.numpy()),
-        status=verdict.status,
+        status=verdict.scipy_code,
+        reason=verdict.reason,
         success=verdict.success,
         message=message,
         nonfinite_evals=evaluations + products,

@@ -223,6 +223,37 @@ class Objective:
                    jit_compile=jit_compile)
 
     @classmethod
+    def from_residual_closure(
+        cls,
+        residual_fn: Callable[[], Any],
+        variables: Sequence[tf.Variable],
+        *,
+        weights: Any = None,
+        dtype: Any = None,
+        allow_unused: bool = False,
+        jit_compile: bool = False,
+    ) -> Objective:
+        r"""Least-squares objective :math:`\tfrac12 \|r\|^2` of a zero-argument
+        ``residual_fn`` that reads ``variables`` and returns a residual tensor or a list of
+        residual groups (weighted by ``weights``: a list, or ``"mean"`` for
+        :math:`\sum_i \operatorname{mean}(r_i^2)`); see
+        :class:`flatvec.residual_closure.ResidualClosureObjective`.
+
+        Examples
+        --------
+        >>> import tensorflow as tf, flatvec
+        >>> w = tf.Variable([0.0, 1.0], dtype=tf.float64)
+        >>> obj = flatvec.Objective.from_residual_closure(
+        ...     lambda: [w - 1.0, 3.0 * w[1:]], [w], weights=[1.0, 4.0])
+        >>> float(obj.value_and_gradient(tf.constant([0.0, 1.0], tf.float64))[0])
+        18.5
+        """
+        from flatvec.residual_closure import ResidualClosureObjective
+
+        return ResidualClosureObjective(residual_fn, variables, weights=weights, dtype=dtype,
+                                        allow_unused=allow_unused, jit_compile=jit_compile)
+
+    @classmethod
     def from_model(
         cls,
         model: Any,

@@ -78,8 +78,14 @@ def resolve_problem(
       :mod:`flatvec.closure_cache`);
     - ``(fun, x0)``: a function of a 1-D tensor and a start point;
     - ``(objective, x0)``: an :class:`Objective` (``x0`` may be None for one with a space).
+
+    Closures and functions are least-squares residuals (``fun`` returns residuals, the loss
+    is half their squared norm) where ``objective_options["residuals"]`` is true, or, where
+    it is None, for a least-squares method (``objective_options["least_squares"]``).
     """
     jit = objective_options.get("jit_compile", False)
+    residuals = objective_options.get("residuals")
+    weights = objective_options.get("residual_weights")
     if isinstance(problem, Objective):
         if data is None:
             if problem.space is None:
@@ -87,11 +93,17 @@ def resolve_problem(
             return Problem(problem, problem.space.get(), None)
         return Problem(problem, problem.check_vector(_as_start_point(data), "x0"), None)
     if _is_model(problem):
+        if residuals or weights is not None:
+            raise TypeError("residuals: a Keras model's objective is its loss over the data "
+                            "(least-squares methods use its Gauss-Newton products); "
+                            "residuals=True is for closures and functions")
         if data is None:
             raise TypeError("dataset: required with a Keras model (a tf.data.Dataset or arrays)")
+        model_options = {k: v for k, v in objective_options.items()
+                         if k not in ("residuals", "residual_weights", "least_squares")}
         objective = cached_objective(
-            problem, data, loss, objective_options,
-            lambda: Objective.from_model(problem, data, loss, **objective_options),
+            problem, data, loss, model_options,
+            lambda: Objective.from_model(problem, data, loss, **model_options),
         )
         return Problem(objective, objective.space.get(), problem)
     if not callable(problem):
@@ -102,17 +114,32 @@ def resolve_problem(
     if loss is not None:
         raise TypeError("loss: only used with a Keras model")
     allow_unused = objective_options.get("allow_unused", False)
+    if residuals is None:
+        residuals = objective_options.get("least_squares", False)
     if _is_variable_list(data):
         variables = [data] if isinstance(data, tf.Variable) else list(data)
+        def build() -> Objective:
+            if residuals:
+                return Objective.from_residual_closure(
+                    problem, variables, weights=weights, jit_compile=jit,
+                    allow_unused=allow_unused)
+            return Objective.from_closure(problem, variables, jit_compile=jit,
+                                          allow_unused=allow_unused)
+
         objective = cached_closure_objective(
-            problem, variables, {"jit_compile": jit, "allow_unused": allow_unused},
-            lambda: Objective.from_closure(problem, variables, jit_compile=jit,
-                                           allow_unused=allow_unused))
+            problem, variables, {"jit_compile": jit, "allow_unused": allow_unused,
+                                 "residuals": residuals, "residual_weights": weights}, build)
         return Problem(objective, objective.space.get(), None)
     if data is None:
         raise TypeError("x0: required with a function (or pass variables with a closure)")
     x0 = _as_start_point(data)
-    objective = Objective.from_function(
-        problem, dtype=x0.dtype, size=int(x0.shape[0]), jit_compile=jit
-    )
+    if residuals and weights is not None:
+        raise TypeError("residual_weights: only for closures; a function of x weights its "
+                        "residuals itself")
+    size = int(x0.shape[0])
+    build = Objective.from_residuals if residuals else Objective.from_function
+    objective = cached_closure_objective(
+        problem, (), {"jit_compile": jit, "residuals": bool(residuals), "size": size,
+                      "dtype": x0.dtype.name},
+        lambda: build(problem, dtype=x0.dtype, size=size, jit_compile=jit))
     return Problem(objective, x0, None)

@@ -18,6 +18,10 @@ def _flat(r: Any, dtype: tf.DType) -> tf.Tensor:
     r = tf.convert_to_tensor(r)
     if not r.dtype.is_floating:
         raise TypeError(f"fun: must return a floating residual tensor, got dtype {r.dtype.name}")
+    if r.shape.rank == 0:
+        raise ValueError("fun: returned a scalar; least-squares methods need the residual "
+                         "vector (return r, not a loss such as sum(r**2); a single residual "
+                         "as a vector of one)")
     return tf.reshape(tf.cast(r, dtype), [-1])
 
 

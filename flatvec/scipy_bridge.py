@@ -127,14 +127,22 @@ def minimize_with_scipy(
     x = np.asarray(raw.x, dtype=np.float64)
     f, g = fun(x)  # exact f and g at the returned point, in the objective's dtype
     if status is Status.RUNNING:
-        status = Status.MAX_TIME if state["timeout"] else _status(raw, g, gtol, state["stop"])
+        status = Status.MAX_TIME if state["timeout"] else _status(raw, g, gtol, state["stop"],
+                                                                  key)
     if objective.space is not None:
         objective.space.assign(tf.constant(x, dtype))
+    # SciPy's own status and message where SciPy ended the run; flatvec's where it did.
+    success = bool(raw.get("success", False)) and status not in _STOPPED_BY_FLATVEC
+    code = status.scipy_code if status in _STOPPED_BY_FLATVEC else int(
+        raw.get("status", status.scipy_code))
+    message = status.message if status in _STOPPED_BY_FLATVEC else (
+        f"{raw.get('message', '')} (SciPy's {method}; gradient infinity norm at x: "
+        f"{float(np.max(np.abs(g))) if g.size else 0.0:.3g})")
     result = OptimizeResult(
         x=x, fun=f, jac=g, nit=int(raw.get("nit", state["nit"])),
         nfev=int(objective.nfev.numpy()), njev=int(objective.njev.numpy()),
-        nhev=int(objective.nhev.numpy()), status=status, success=status.success,
-        message=f"{status.message} SciPy: {raw.get('message', '')}".strip(),
+        nhev=int(objective.nhev.numpy()), status=code, reason=status, success=success,
+        message=message,
         history=reporter.history, state=None, method=f"scipy:{method}",
         nonfinite_evals=nonfinite[0],
     )
@@ -142,13 +150,24 @@ def minimize_with_scipy(
     return result
 
 
-def _status(raw: scipy.optimize.OptimizeResult, g: np.ndarray, gtol: float, stopped: bool):
+# Outcomes flatvec decided (SciPy's own status would say "stopped by the callback").
+_STOPPED_BY_FLATVEC = (Status.STOPPED_BY_CALLBACK, Status.MAX_TIME, Status.INTERRUPTED)
+# The methods whose success can come from a relative-decrease (ftol) test.
+_FTOL_METHODS = {"l-bfgs-b", "tnc", "slsqp"}
+
+
+def _status(raw: scipy.optimize.OptimizeResult, g: np.ndarray, gtol: float, stopped: bool,
+            method: str) -> Status:
+    """flatvec's reason for SciPy's outcome (``result.reason``)."""
     if stopped:
         return Status.STOPPED_BY_CALLBACK
     if not np.isfinite(raw.get("fun", 0.0)) or not np.all(np.isfinite(g)):
         return Status.NON_FINITE
     if raw.get("success", False):
-        return Status.CONVERGED_GTOL if np.max(np.abs(g)) <= gtol else Status.CONVERGED_FTOL
+        if np.max(np.abs(g)) <= gtol:
+            return Status.CONVERGED_GTOL
+        # Newton-CG's xtol and the trust-region methods' own tests are not an ftol test.
+        return Status.CONVERGED_FTOL if method in _FTOL_METHODS else Status.SCIPY_OTHER
     message = str(raw.get("message", "")).lower()
     if "iteration" in message:
         return Status.MAX_ITER

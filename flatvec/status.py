@@ -54,13 +54,23 @@ class Status(IntEnum):
     def message(self) -> str:
         return _MESSAGES[self]
 
+    @property
+    def scipy_code(self) -> int:
+        """SciPy's ``status`` for the same outcome: 0 converged, 1 an iteration or evaluation
+        limit (L-BFGS-B's and BFGS's 1; a time limit too), 2 no acceptable step (L-BFGS-B's
+        ABNORMAL, BFGS's precision loss), 3 non-finite values (BFGS's NaN), 99 stopped from
+        outside (SciPy's callback that raised ``StopIteration``; Ctrl-C)."""
+        return _SCIPY_CODES[self]
+
 
 _MESSAGES = {
     Status.RUNNING: "Running.",
     Status.CONVERGED_GTOL: "Converged: the gradient's infinity norm is at most gtol.",
     Status.CONVERGED_FTOL: "Converged: the relative reduction of f is at most ftol.",
     Status.MAX_ITER: "Stopped: max_iter iterations reached.",
-    Status.MAX_EVAL: "Stopped: max_eval function evaluations reached.",
+    Status.MAX_EVAL: (
+        "Stopped: max_eval evaluations reached (function evaluations and curvature products "
+        "counted together)."),
     Status.LINE_SEARCH_FAILED: "Stopped: the line search found no acceptable step.",
     Status.NON_FINITE: (
         "Stopped: non-finite function value, gradient or curvature product; the best accepted "
@@ -76,6 +86,13 @@ _MESSAGES = {
         "is returned and does not meet it (result.state holds that iterate)."),
 }
 
+_SCIPY_CODES = {
+    Status.RUNNING: -1, Status.CONVERGED_GTOL: 0, Status.CONVERGED_FTOL: 0, Status.MAX_ITER: 1,
+    Status.MAX_EVAL: 1, Status.MAX_TIME: 1, Status.LINE_SEARCH_FAILED: 2, Status.NON_FINITE: 3,
+    Status.INTERRUPTED: 99, Status.STOPPED_BY_CALLBACK: 99, Status.SCIPY_OTHER: 2,
+    Status.ALGORITHM_STOP: 2, Status.CONVERGED_ABOVE_BEST: 2,
+}
+
 
 def decode_status(code: int, reasons: tuple[StopReason, ...]) -> tuple[Status, StopReason | None]:
     """The :class:`Status` for a status code, and the algorithm's reason when it is one."""
@@ -88,11 +105,16 @@ def decode_status(code: int, reasons: tuple[StopReason, ...]) -> tuple[Status, S
 
 
 class Verdict(NamedTuple):
-    """What a result reports: its status, whether it counts as converged, its message."""
+    """What a result reports: why it stopped, whether it counts as converged, its message."""
 
-    status: Status
+    reason: Status
     success: bool
     message: str
+
+    @property
+    def scipy_code(self) -> int:
+        """SciPy's status code (an algorithm's own successful stop is 0)."""
+        return 0 if self.success else self.reason.scipy_code
 
 
 def verdict_at_best(

@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     callbacks = [_print_and_wait] if "--slow" in argv else None
     res = run(problem, directory, callbacks=callbacks)
     np.savez(out, x=res.x, loss=np.array(res.history["loss"]), nit=np.array(res.history["nit"]),
-             total_nit=res.nit, nfev=res.nfev, status=int(res.status))
+             total_nit=res.nit, nfev=res.nfev, status=int(res.reason))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def _run(problem: Problem, algo: str, **options: object) -> Run:
                            max_iter=MAX_ITER, **{"ftol_floor": 1.0, **options})
     fun = float(res.fun)
     return Run(fun, float(np.max(np.abs(res.jac))), int(res.nfev), int(res.nit),
-               getattr(res.status, "name", str(res.status)), solved(problem, fun),
+               getattr(res.reason, "name", str(res.reason)), solved(problem, fun),
                int(res.nhev), bool(res.success))
 
 

@@ -336,7 +336,7 @@ def test_no_finite_trial_reports_non_finite(algo):
 
     res = flatvec.minimize(fun, tf.constant([1.0, 1.0], F64),
                            flatvec.get_algorithm(algo, max_evals=5))
-    assert res.status == Status.NON_FINITE and not res.success
+    assert res.reason == Status.NON_FINITE and not res.success
     assert res.nonfinite_evals >= 1
     np.testing.assert_array_equal(res.x, [1.0, 1.0])
 
@@ -351,7 +351,7 @@ def _uphill(x):
 def test_no_descent_possible_reports_a_failed_line_search(algo):
     res = flatvec.minimize(_uphill, tf.constant([1.0, 1.0], F64),
                            flatvec.get_algorithm(algo, max_evals=5))
-    assert res.status == Status.LINE_SEARCH_FAILED and not res.success
+    assert res.reason == Status.LINE_SEARCH_FAILED and not res.success
     assert res.nonfinite_evals == 0
     np.testing.assert_array_equal(res.x, [1.0, 1.0])
 
@@ -380,7 +380,7 @@ def test_gd_armijo_mode():
 
     res = flatvec.minimize(fun, tf.zeros(3, F64), "gd", line_search="armijo",
                            learning_rate=1.0, gtol=1e-8, ftol=0.0, max_iter=5000)
-    assert res.status == Status.CONVERGED_GTOL
+    assert res.reason == Status.CONVERGED_GTOL
     np.testing.assert_allclose(res.x, target.numpy(), atol=1e-8)
     steps = np.asarray(res.history["step_size"][1:])
     assert np.all(steps > 0) and np.all(steps < 1.0)  # 1.0 overshoots (curvature up to 10)

@@ -41,7 +41,7 @@ def _assert_same_run_after(resumed, straight, start: int) -> None:
     np.testing.assert_array_equal(resumed.x, straight.x)
     assert (resumed.nit, resumed.nfev, resumed.njev) == (straight.nit, straight.nfev,
                                                          straight.njev)
-    assert resumed.status == straight.status
+    assert resumed.reason == straight.reason
 
 
 # ---------------------------------------------------------------------- kill and resume
@@ -91,7 +91,7 @@ def test_a_killed_run_resumes_in_a_new_process_on_the_uninterrupted_trajectory(t
 def test_a_keras_model_stopped_by_a_callback_resumes_into_a_fresh_model(tmp_path):
     straight = run("mlp", None)
     first = run("mlp", str(tmp_path), callbacks=[lambda r: r.nit == 23])
-    assert first.status == Status.STOPPED_BY_CALLBACK and first.nit == 23
+    assert first.reason == Status.STOPPED_BY_CALLBACK and first.nit == 23
     assert _saved_iterations(tmp_path) == [20, 23]  # every EVERY and at the end
 
     class Epochs(keras.callbacks.Callback):
@@ -129,12 +129,12 @@ def test_a_run_stopped_by_max_iter_returns_at_once_or_continues_under_a_larger_o
         return rosen(x)
 
     again = flatvec.minimize(counted, x0, "lbfgs", max_iter=40, **options)
-    assert again.status == Status.MAX_ITER and len(again.history["nit"]) == 1
+    assert again.reason == Status.MAX_ITER and len(again.history["nit"]) == 1
     np.testing.assert_array_equal(again.x, first.x)
     assert (again.nit, again.nfev) == (first.nit, first.nfev)  # no evaluation counted
     # gtol is tested again at the restored point: a loose one is met there at once.
     loose = flatvec.minimize(rosen, x0, "lbfgs", max_iter=60, **dict(options, gtol=1e3))
-    assert loose.status == Status.CONVERGED_GTOL and loose.nit == 40
+    assert loose.reason == Status.CONVERGED_GTOL and loose.nit == 40
     longer = flatvec.minimize(rosen, x0, "lbfgs", max_iter=60, **options)
     _assert_same_run_after(longer, straight, 40)
 
@@ -143,10 +143,10 @@ def test_a_converged_run_keeps_its_status_when_resumed(tmp_path):
     x0 = np.tile([-1.2, 1.0], 25)
     done = flatvec.minimize(rosen, x0, "lbfgs", gtol=0.0, ftol_floor=1.0,
                             checkpoint=str(tmp_path))
-    assert done.status == Status.CONVERGED_FTOL
+    assert done.reason == Status.CONVERGED_FTOL
     # ftol=0 would not have stopped it; the stored reason (the last step's) is kept.
     again = flatvec.minimize(rosen, x0, "lbfgs", gtol=0.0, ftol=0.0, checkpoint=str(tmp_path))
-    assert again.status == Status.CONVERGED_FTOL and again.nit == done.nit
+    assert again.reason == Status.CONVERGED_FTOL and again.nit == done.nit
     np.testing.assert_array_equal(again.x, done.x)
 
 

@@ -47,7 +47,7 @@ def docs_namespace() -> dict:
 # ---------------------------------------------------------------------- forms
 def test_function_form_reaches_closed_form_minimum():
     res = flatvec.minimize(quadratic, np.zeros(5), "gd", learning_rate=0.09, gtol=1e-9, ftol=0.0)
-    assert res.success and res.status == Status.CONVERGED_GTOL
+    assert res.success and res.reason == Status.CONVERGED_GTOL
     np.testing.assert_allclose(res.x, TARGET, atol=1e-9)
     assert isinstance(res, scipy.optimize.OptimizeResult)
     assert res.nfev == res.nit + 1  # gd evaluates once per iteration, plus x0
@@ -85,7 +85,7 @@ def test_model_form_matches_least_squares_and_leaves_model_at_result():
 def test_max_iter_zero_returns_start_value_and_gradient():
     x0 = np.array([-1.2, 1.0])
     res = flatvec.minimize(rosen, x0, "gd", max_iter=0)
-    assert res.status == Status.MAX_ITER and res.nit == 0 and res.nfev == 1
+    assert res.reason == Status.MAX_ITER and res.nit == 0 and res.nfev == 1
     assert res.fun == pytest.approx(rosen_np(x0), rel=1e-15)
     np.testing.assert_allclose(res.jac, rosen_grad_np(x0), rtol=1e-14)
 
@@ -135,7 +135,7 @@ def test_steps_per_call_follows_the_same_trajectory():
     kwargs = dict(learning_rate=0.05, momentum=0.5, gtol=1e-9, ftol=0.0)
     one = flatvec.minimize(quadratic, np.zeros(5), "gd", **kwargs)
     many = flatvec.minimize(quadratic, np.zeros(5), "gd", steps_per_call=7, **kwargs)
-    assert many.nit == one.nit and many.status == one.status
+    assert many.nit == one.nit and many.reason == one.reason
     np.testing.assert_allclose(many.x, one.x, rtol=1e-12)
 
 
@@ -175,7 +175,7 @@ def test_xla_run_agrees_with_graph_run():
     plain = flatvec.minimize(quadratic, np.zeros(5), "gd", **kwargs)
     xla = flatvec.minimize(quadratic, np.zeros(5), "gd", jit_compile=True, steps_per_call=4,
                            **kwargs)
-    assert xla.success and xla.status == plain.status
+    assert xla.success and xla.reason == plain.reason
     assert abs(xla.nit - plain.nit) <= 1
     np.testing.assert_allclose(xla.x, plain.x, atol=1e-9)
 
@@ -189,7 +189,7 @@ def nan_beyond_two(x):
 
 def test_nan_region_stops_with_non_finite_status_and_best_point():
     res = flatvec.minimize(nan_beyond_two, np.zeros(2), "gd", learning_rate=0.3)
-    assert res.status == Status.NON_FINITE and not res.success
+    assert res.reason == Status.NON_FINITE and not res.success
     assert np.isfinite(res.fun) and np.all(np.isfinite(res.x))
     assert res.fun == pytest.approx(min(res.history["loss"]))
     assert np.all(res.x <= 2.0)
@@ -215,7 +215,7 @@ def test_keyboard_interrupt_returns_last_accepted_point():
     X = np.random.default_rng(1).normal(size=(32, 3))
     res = flatvec.minimize(model, (X, X.sum(1, keepdims=True)), "lbfgs", loss="mse",
                            callbacks=[Interrupt()])
-    assert res.status == Status.INTERRUPTED and res.nit == 5
+    assert res.reason == Status.INTERRUPTED and res.nit == 5
     assert res.fun == pytest.approx(seen[-1])
     np.testing.assert_array_equal(flatvec.FlatParamSpace(model).get().numpy(), res.x)
 
@@ -234,7 +234,7 @@ def test_keras_callbacks_see_iterations_as_epochs_and_can_stop():
 
     rec = Recorder()
     res = flatvec.minimize(quadratic, np.zeros(5), "gd", learning_rate=0.01, callbacks=[rec])
-    assert res.status == Status.STOPPED_BY_CALLBACK and res.nit == 3
+    assert res.reason == Status.STOPPED_BY_CALLBACK and res.nit == 3
     assert [e for e, _ in rec.logs] == [0, 1, 2]
     assert set(rec.logs[0][1]) == {"loss", "grad_norm", "step_size", "nfev", "njev", "nhev"}
     assert rec.logs[-1][1]["loss"] == pytest.approx(res.fun)
@@ -250,7 +250,7 @@ def test_plain_callable_receives_intermediate_result_and_can_stop():
         return len(seen) == 4
 
     res = flatvec.minimize(quadratic, np.zeros(5), "gd", learning_rate=0.01, callbacks=[callback])
-    assert res.status == Status.STOPPED_BY_CALLBACK and len(seen) == 4
+    assert res.reason == Status.STOPPED_BY_CALLBACK and len(seen) == 4
 
 
 def test_verbose_shows_a_keras_progress_bar(capsys):

@@ -34,7 +34,7 @@ X0 = np.tile([-1.2, 1.0], 5)
 # ---------------------------------------------------------------------- ftol at small losses
 def test_a_small_loss_still_falling_is_not_stopped_by_the_relative_decrease_test():
     res = flatvec.minimize(small_rosen, X0, "lbfgs", gtol=1e-14)
-    assert res.status is Status.CONVERGED_GTOL, res.message
+    assert res.reason is Status.CONVERGED_GTOL, res.message
     assert res.fun < 1e-20
 
 
@@ -46,7 +46,7 @@ def test_ftol_floor_one_is_l_bfgs_b_s_exact_test():
     assert "REL_REDUCTION" in ref.message.upper().replace(" ", "_").replace("RELATIVE",
                                                                               "REL")
     res = flatvec.minimize(small_rosen, X0, "lbfgs", gtol=1e-14, ftol_floor=1.0)
-    assert res.status is Status.CONVERGED_FTOL
+    assert res.reason is Status.CONVERGED_FTOL
     assert res.fun > 1e-9 and ref.fun > 1e-9  # both stopped early
     assert res.fun == pytest.approx(ref.fun, rel=0.5)
 
@@ -64,10 +64,10 @@ def test_a_plugin_that_declares_no_ftol_runs_without_the_test():
     rule = PlainDescent(learning_rate=2.5e-4)
     assert rule.default_ftol == 0.0
     res = flatvec.minimize(lambda x: tf.reduce_sum(x**2), [1e-3], rule, gtol=0.0, max_iter=20)
-    assert res.status is Status.MAX_ITER and res.nit == 20
+    assert res.reason is Status.MAX_ITER and res.nit == 20
     stopped = flatvec.minimize(lambda x: tf.reduce_sum(x**2), [1e-3], rule, gtol=0.0,
                                max_iter=20, ftol=2.2e-9, ftol_floor=1.0)
-    assert stopped.status is Status.CONVERGED_FTOL and stopped.nit == 1
+    assert stopped.reason is Status.CONVERGED_FTOL and stopped.nit == 1
 
 
 # ---------------------------------------------------------------------- max_time
@@ -86,9 +86,11 @@ def test_max_time_ends_the_run_near_the_limit(algo):
     res = flatvec.minimize(_slow_rosen, x0, algo, gtol=0.0, ftol=0.0, max_iter=100000,
                            max_time=1.0)
     wall = time.perf_counter() - t0
-    assert res.status is Status.MAX_TIME and not res.success, res.message
-    assert 1.0 <= wall < 1.5, wall
-    assert res.nit > 10
+    assert res.reason is Status.MAX_TIME and not res.success, res.message
+    assert res.status == 1  # SciPy's code for a limit
+    # Generous: a loaded CI machine; the benchmark of the closing note measured 1.05 s.
+    assert 1.0 <= wall < 2.5, wall
+    assert res.nit > 5
 
 
 # ---------------------------------------------------------------------- closures kept

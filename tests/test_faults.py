@@ -49,7 +49,7 @@ ALL = ["lbfgs", "cg", "bfgs", "gd", "newton-cg", "trust-ncg"]
 def test_non_finite_everywhere_but_the_start_is_reported_as_such(algo):
     options = {"line_search": "armijo"} if algo == "gd" else {}
     res = flatvec.minimize(finite_only_at_start, X0, algo, max_iter=50, **options)
-    assert res.status == Status.NON_FINITE and not res.success
+    assert res.reason == Status.NON_FINITE and not res.success
     np.testing.assert_array_equal(res.x, X0)
     assert res.fun == float(rosen(tf.constant(X0)))
     assert res.nonfinite_evals >= 1 and "Non-finite results" in res.message
@@ -58,7 +58,7 @@ def test_non_finite_everywhere_but_the_start_is_reported_as_such(algo):
 @pytest.mark.parametrize("algo", ["newton-cg", "trust-ncg"])
 def test_a_non_finite_curvature_product_stops_the_run(algo):
     res = flatvec.minimize(_poisoned_curvature(), X0, algo, max_iter=50)
-    assert res.status == Status.NON_FINITE and not res.success
+    assert res.reason == Status.NON_FINITE and not res.success
     assert res.nit == 1 and res.nonfinite_evals >= 1
     assert "curvature products" in res.message
     assert np.all(np.isfinite(res.x)) and res.fun <= float(rosen(tf.constant(X0)))
@@ -92,7 +92,7 @@ def test_the_non_finite_model_run_keeps_the_variables_at_the_start(make_mlp):
         return tf.reduce_mean((y[:, :1] - p) ** 2, -1) + tf.where(moved, NAN, 0.0)
 
     res = flatvec.minimize(model, (x, y), "lbfgs", loss=loss, max_iter=20)
-    assert res.status == Status.NON_FINITE and res.nonfinite_evals >= 1
+    assert res.reason == Status.NON_FINITE and res.nonfinite_evals >= 1
     for v, b in zip(model.trainable_variables, before):
         np.testing.assert_array_equal(v.numpy(), b)
 
@@ -133,7 +133,7 @@ def test_interrupt_in_a_callback_keeps_the_last_accepted_point(make_mlp, at):
                 raise KeyboardInterrupt
 
     res = flatvec.minimize(model, data, "lbfgs", loss="mse", callbacks=[Interrupt()])
-    assert res.status == Status.INTERRUPTED and res.nit == at
+    assert res.reason == Status.INTERRUPTED and res.nit == at
     _assert_at(model, res.x)
     assert res.fun == min(res.history["loss"])
 
@@ -147,7 +147,7 @@ def test_interrupt_in_on_train_begin_keeps_the_start(make_mlp):
             raise KeyboardInterrupt
 
     res = flatvec.minimize(model, data, "lbfgs", loss="mse", callbacks=[Interrupt()])
-    assert res.status == Status.INTERRUPTED and res.nit == 0
+    assert res.reason == Status.INTERRUPTED and res.nit == 0
     np.testing.assert_array_equal(res.x, start)
     _assert_at(model, start)
 
@@ -163,6 +163,6 @@ def test_least_squares_methods_report_residuals_non_finite_away_from_the_start(a
 
     objective = flatvec.Objective.from_residuals(residuals, dtype=tf.float64, size=X0.size)
     res = flatvec.minimize(objective, X0, algo, max_iter=50)
-    assert res.status == Status.NON_FINITE and res.nit < 50
+    assert res.reason == Status.NON_FINITE and res.nit < 50
     np.testing.assert_array_equal(res.x, X0)
     assert res.nonfinite_evals >= 1

@@ -72,8 +72,8 @@ def test_a_lean_run_is_the_default_run_up_to_rounding(monkeypatch, name):
         tf.random.set_seed(0)  # clears TensorFlow's caches: each run instantiates its graphs
         results[lean] = run()
     default, lean = results["0"], results["1"]
-    assert (lean.nit, lean.nfev, lean.njev, lean.nhev, lean.status) == \
-        (default.nit, default.nfev, default.njev, default.nhev, default.status)
+    assert (lean.nit, lean.nfev, lean.njev, lean.nhev, lean.reason) == \
+        (default.nit, default.nfev, default.njev, default.nhev, default.reason)
     np.testing.assert_allclose(lean.x, default.x, rtol=1e-12, atol=1e-14)
     assert lean.fun == pytest.approx(default.fun, rel=1e-12, abs=1e-15)
 

@@ -80,7 +80,7 @@ def test_a_fresh_model_of_the_same_architecture_traces_no_loop(
     model.set_weights(weights)
     alone = _unshared(monkeypatch, lambda: _fit(model, data, jit_compile=jit_compile), model)
     assert len(loops) == 3 and _traces(loops[2]) == 1  # traced on its own
-    assert (shared.nit, shared.nfev, shared.status) == (alone.nit, alone.nfev, alone.status)
+    assert (shared.nit, shared.nfev, shared.reason) == (alone.nit, alone.nfev, alone.reason)
     np.testing.assert_array_equal(shared.x, alone.x)
     # The model ends at the shared run's best point (its own variables were written).
     np.testing.assert_array_equal(

@@ -77,8 +77,8 @@ def _check_honest(res):
     np.testing.assert_allclose(res.fun, saddle_value(res.x), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(res.jac, saddle_gradient(res.x), rtol=1e-12, atol=1e-15)
     if res.success:
-        assert res.status is Status.CONVERGED_GTOL or res.status is Status.CONVERGED_FTOL
-        if res.status is Status.CONVERGED_GTOL:
+        assert res.reason is Status.CONVERGED_GTOL or res.reason is Status.CONVERGED_FTOL
+        if res.reason is Status.CONVERGED_GTOL:
             assert np.max(np.abs(saddle_gradient(res.x))) <= GTOL, res.message
 
 
@@ -87,7 +87,7 @@ def test_a_saddle_above_the_best_point_is_not_reported_as_converged():
     rule = Scripted([[0.0, 0.5], [0.0, 0.0]])
     res = flatvec.minimize(saddle_fun, tf.constant([0.5, 0.1], F64), rule, gtol=GTOL, ftol=0.0,
                            max_iter=10)
-    assert res.status is Status.CONVERGED_ABOVE_BEST and not res.success
+    assert res.reason is Status.CONVERGED_ABOVE_BEST and not res.success
     np.testing.assert_array_equal(res.x, [0.0, 0.5])
     np.testing.assert_array_equal(res.state.x, [0.0, 0.0])  # where the test held
     assert "f = 0" in res.message and "f = -0.234375" in res.message
@@ -99,7 +99,7 @@ def test_an_ftol_stop_above_the_best_point_is_not_reported_as_converged():
     rule = Scripted([[0.0, 0.5], [0.3, 0.1]])
     res = flatvec.minimize(saddle_fun, tf.constant([0.5, 0.1], F64), rule, gtol=GTOL,
                            ftol=1e-9, max_iter=10)
-    assert res.status is Status.CONVERGED_ABOVE_BEST and not res.success
+    assert res.reason is Status.CONVERGED_ABOVE_BEST and not res.success
     np.testing.assert_array_equal(res.x, [0.0, 0.5])
     _check_honest(res)
 

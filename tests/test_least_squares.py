@@ -174,8 +174,11 @@ def test_a_function_objective_has_no_gauss_newton_product():
     obj = flatvec.Objective.from_function(lambda x: tf.reduce_sum(x**4))
     with pytest.raises(TypeError, match="ggn_vp: needs a model objective"):
         obj.gauss_newton_product(tf.ones([2], F64), tf.ones([2], F64))
-    with pytest.raises(TypeError, match="needs a residual or model objective"):
+    # minimize takes a function for lm as residuals: a scalar loss is refused as such.
+    with pytest.raises(ValueError, match="returned a scalar"):
         flatvec.minimize(lambda x: tf.reduce_sum(x**4), tf.ones([2], F64), "lm", solver="dense")
+    with pytest.raises(TypeError, match="needs a residual or model objective"):
+        flatvec.minimize(obj, tf.ones([2], F64), "lm", solver="dense")
 
 
 # ---------------------------------------------------------------------- methods
@@ -269,7 +272,7 @@ def test_lm_bad_options_name_the_option():
         flatvec.get_algorithm("lm", tau=0.0)
     obj = flatvec.Objective.from_residuals(_exp_fit(), size=4)
     res = flatvec.minimize(obj, tf.ones([4], F64), "lm", max_iter=0)
-    assert res.status is Status.MAX_ITER and res.nit == 0
+    assert res.reason is Status.MAX_ITER and res.nit == 0
 
 
 def test_the_least_squares_guide_example():

@@ -139,11 +139,11 @@ def test_other_tolerances_and_limits_reuse_the_compiled_iteration():
         "max_iter=0": flatvec.minimize(objective, x0, "lbfgs", max_iter=0),
     }
     assert len(traces) == traced
-    assert short.nit == 3 and short.status == Status.MAX_ITER
-    assert runs["max_iter"].nit == 7 and runs["max_iter"].status == Status.MAX_ITER
-    assert runs["gtol"].nit == 0 and runs["gtol"].status == Status.CONVERGED_GTOL
-    assert runs["max_eval"].status == Status.MAX_EVAL and 5 <= runs["max_eval"].nfev < 9
-    assert runs["ftol"].status == Status.CONVERGED_FTOL and runs["ftol"].nit < 7
+    assert short.nit == 3 and short.reason == Status.MAX_ITER
+    assert runs["max_iter"].nit == 7 and runs["max_iter"].reason == Status.MAX_ITER
+    assert runs["gtol"].nit == 0 and runs["gtol"].reason == Status.CONVERGED_GTOL
+    assert runs["max_eval"].reason == Status.MAX_EVAL and 5 <= runs["max_eval"].nfev < 9
+    assert runs["ftol"].reason == Status.CONVERGED_FTOL and runs["ftol"].nit < 7
     assert runs["max_iter=0"].nit == 0 and runs["max_iter=0"].nfev == 1
     # The 7-iteration run follows the 3-iteration one's trajectory.
     np.testing.assert_allclose(

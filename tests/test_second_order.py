@@ -67,7 +67,7 @@ def test_newton_cg_with_scipys_choices_retraces_scipys_run():
     ref = _scipy("Newton-CG", rosen, X0_5D, xtol=1e-8)
     res = flatvec.minimize(rosen, tf.constant(X0_5D), "newton-cg", first_trial="scipy",
                            forcing="superlinear", xtol=1e-8, gtol=0.0)
-    assert res.status is Status.ALGORITHM_STOP and res.success, res.message
+    assert res.reason is Status.ALGORITHM_STOP and res.success, res.message
     assert "xtol" in res.message
     assert (res.nit, res.nfev, res.nhev) == (ref.nit, ref.nfev, ref.nhev)
     # The last solve may go one CG step further than SciPy's: its zero-curvature test is
@@ -253,7 +253,7 @@ def test_a_rejected_step_leaves_the_model_and_best_point_bit_identical():
     # A radius of 1000: iteration 1 is accepted, iteration 2 is rejected (far too long).
     res = flatvec.minimize(model, (x, y), TrustNCG(initial_radius=1000.0), loss="mse",
                            max_iter=2, callbacks=[lambda r: seen.append(r.x.copy())])
-    assert res.status is Status.MAX_ITER and res.nit == 2
+    assert res.reason is Status.MAX_ITER and res.nit == 2
     assert res.history["step_size"][1] > 0 and res.history["step_size"][2] == 0.0
     assert not bool(res.state.accepted) and float(res.state.rho) < 0.15
     assert seen[1].tobytes() == seen[0].tobytes()  # the rejection moved nothing
@@ -286,10 +286,10 @@ class _Stuck(flatvec.Algorithm):
 def test_ftol_zero_never_stops_a_run():
     fun = lambda x: tf.reduce_sum(x**2)  # noqa: E731
     res = flatvec.minimize(fun, tf.ones([3], F64), _Stuck(), ftol=0.0, max_iter=7)
-    assert res.status is Status.MAX_ITER and res.nit == 7
+    assert res.reason is Status.MAX_ITER and res.nit == 7
     # With ftol > 0 an unchanged f is convergence by the relative-decrease test.
     res = flatvec.minimize(fun, tf.ones([3], F64), _Stuck(), ftol=1e-12, max_iter=7)
-    assert res.status is Status.CONVERGED_FTOL and res.nit == 1
+    assert res.reason is Status.CONVERGED_FTOL and res.nit == 1
 
 
 def test_an_algorithm_declares_its_own_stop_reason():
@@ -313,7 +313,7 @@ def test_an_algorithm_declares_its_own_stop_reason():
 
     fun = lambda x: tf.reduce_sum(x**2)  # noqa: E731
     res = flatvec.minimize(fun, tf.ones([2], F64), HalfSteps(), gtol=0.0)
-    assert res.status is Status.ALGORITHM_STOP and res.success
+    assert res.reason is Status.ALGORITHM_STOP and res.success
     # f = 2 / 4^k; g = 2 x = 2 * 0.5^4 at the returned point
     assert res.message == "Converged: close enough. Gradient infinity norm at x: 0.125."
     assert res.nit == 4
@@ -335,7 +335,7 @@ def test_an_undeclared_hessian_product_raises_when_traced():
 # ---------------------------------------------------------------------- counts and forms
 def test_counts_are_separate_and_max_eval_counts_products():
     res = flatvec.minimize(rosen, tf.constant(X0_5D), "newton-cg", gtol=1e-8, max_eval=30)
-    assert res.status is Status.MAX_EVAL
+    assert res.reason is Status.MAX_EVAL
     assert res.nfev + res.nhev >= 30 and res.nhev > res.nfev
     hist = res.history
     assert hist["nhev"][-1] == res.nhev and hist["njev"][-1] == res.njev
@@ -419,7 +419,7 @@ def test_the_guides_line_search_and_trust_region_examples():
     xmin = [next(r.real for r in np.roots([0.4, 0.0, 2 * c, -2 * c]) if abs(r.imag) < 1e-12)
             for c in range(1, 11)]
     for res, gtol in ((bb, 1e-8), (cauchy, 1e-6)):
-        assert res.success and res.status is Status.CONVERGED_GTOL, res.message
+        assert res.success and res.reason is Status.CONVERGED_GTOL, res.message
         # The curvature of coordinate i is at least 2c_i = 2(i + 1): |x - x*| <= |g| / 2c.
         assert np.all(np.abs(res.x - xmin) <= gtol / (2 * np.arange(1, 11)) + 1e-12)
     assert cauchy.nhev == cauchy.nit  # one product per iteration
