@@ -66,6 +66,7 @@ __all__ = [
     "lookup_algorithm",
     "register_algorithm",
     "start_state",
+    "takes_value",
 ]
 
 ENTRY_POINT_GROUP = "flatvec.algorithms"
@@ -141,8 +142,18 @@ class UpdateRule(Algorithm):
     def update(
         self, x: tf.Tensor, g: tf.Tensor, slots: Any, *, learning_rate: tf.Tensor
     ) -> tuple[tf.Tensor, Any]:
-        """The new point and slots."""
+        """The new point and slots.
+
+        A rule whose ``update`` also takes a keyword ``f`` gets the loss value at ``x`` (a
+        function-value restart, a non-monotone safeguard) from ``flatvec.minimize``;
+        ``flatvec.keras.VectorOptimizer`` refuses such a rule, since Keras does not hand the
+        loss to an optimizer."""
         raise NotImplementedError
+
+    @property
+    def takes_value(self) -> bool:
+        """Whether :meth:`update` takes the loss value ``f``."""
+        return takes_value(self.update)
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> RuleState:
         f, g = oracle(x)
@@ -150,9 +161,19 @@ class UpdateRule(Algorithm):
 
     def step(self, state: RuleState, oracle: Oracle) -> RuleState:
         lr = tf.constant(self.learning_rate, state.x.dtype)
-        x, slots = self.update(state.x, state.g, state.slots, learning_rate=lr)
+        value = {"f": state.f} if self.takes_value else {}
+        x, slots = self.update(state.x, state.g, state.slots, learning_rate=lr, **value)
         f, g = oracle(x)
         return RuleState(x, f, g, lr, slots)
+
+
+def takes_value(update: Any) -> bool:
+    """Whether an ``update`` callable has a parameter named ``f``."""
+    try:
+        params = inspect.signature(update).parameters
+    except (TypeError, ValueError):
+        return False
+    return "f" in params
 
 
 def takes_oracle(init: Any) -> bool:
@@ -175,11 +196,27 @@ _REGISTRY: dict[str, type[Algorithm]] = {}
 _ENTRY_POINTS_LOADED = False
 
 
-def register_algorithm(name: str, cls: type[Algorithm]) -> type[Algorithm]:
-    """Register ``cls`` under ``name`` (what ``algo=name`` resolves to). Returns ``cls``."""
+def register_algorithm(name: str, cls: type[Algorithm], *,
+                       override: bool = False) -> type[Algorithm]:
+    """Register ``cls`` under ``name`` (what ``algo=name`` resolves to). Returns ``cls``.
+
+    A name already registered (a built-in such as ``"lbfgs"``, a plugin's, an earlier call's)
+    is replaced only with ``override=True``; registering the same class again is a no-op."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name: expected a non-empty str, got {name!r}")
     if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
         raise TypeError(f"cls: expected an Algorithm subclass, got {cls!r}")
-    _REGISTRY[name.lower()] = cls
+    _load_entry_points()
+    key = name.lower()
+    existing = _REGISTRY.get(key)
+    if existing is not None and not override:
+        same = existing is cls or (not isinstance(existing, type)
+                                   and existing.value == f"{cls.__module__}:{cls.__qualname__}")
+        if not same:
+            owner = existing.__qualname__ if isinstance(existing, type) else existing.value
+            raise ValueError(f"name: {name!r} is already registered (to {owner}); pass "
+                             "override=True to replace it, or choose another name")
+    _REGISTRY[key] = cls
     return cls
 
 
@@ -207,7 +244,9 @@ def lookup_algorithm(name: str) -> type[Algorithm]:
     if key not in _REGISTRY:
         raise ValueError(
             f"algo: unknown algorithm {name!r}; known: {', '.join(available_algorithms())} "
-            "or 'scipy:<method>'"
+            "or 'scipy:<method>'. A method registered at run time (register_algorithm) must "
+            "be registered again in each new process, before it is used or a model that "
+            "names it is loaded; a plugin's package must be installed"
         )
     entry = _REGISTRY[key]
     if not isinstance(entry, type):

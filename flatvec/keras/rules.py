@@ -26,6 +26,7 @@ from flatvec.algorithm import (
     available_algorithms,
     get_algorithm,
     lookup_algorithm,
+    takes_value,
 )
 
 __all__ = ["resolve_rule", "rule_from_config", "rule_to_config"]
@@ -43,6 +44,11 @@ def _refuse_unless_rule(cls_or_rule: Any, given: Any) -> None:
     cls = cls_or_rule if isinstance(cls_or_rule, type) else type(cls_or_rule)
     if not issubclass(cls, UpdateRule) or getattr(cls_or_rule, "uses_line_search", True):
         raise ValueError(f"rule: {given!r} cannot run inside model.fit: {_MINIMIZE_HINT}")
+    if takes_value(cls_or_rule.update):
+        raise ValueError(
+            f"rule: {given!r}'s update takes the loss value f, which Keras does not hand to an "
+            "optimizer inside model.fit; run it with flatvec.minimize(model, dataset, algo=...)"
+            ", or drop f from its update")
 
 
 def resolve_rule(rule: Any, options: dict[str, Any]) -> tuple[UpdateRule, str | None]:
