@@ -12,7 +12,7 @@ with a non-finite value or gradient is shrunk by :math:`\rho_{lo}`. Accepts the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
@@ -33,6 +33,9 @@ class _Loop(NamedTuple):
 
 class Backtracking:
     r"""Armijo backtracking line search (N&W Algorithm 3.1 with interpolation, §3.5).
+
+    With ``reference=`` (a non-monotone method's reference value :math:`f_{ref} \ge f`) the
+    test is :math:`\phi(\alpha) \le f_{ref} + c_1 \alpha \phi'(0)`.
 
     Parameters
     ----------
@@ -60,6 +63,8 @@ class Backtracking:
     (0.5, 2)
     """
 
+    takes_reference: ClassVar[bool] = True
+
     def __init__(
         self, *, c1: float = 1e-4, shrink: tuple[float, float] = (0.1, 0.5), max_evals: int = 30
     ) -> None:
@@ -83,10 +88,13 @@ class Backtracking:
         g: tf.Tensor,
         d: tf.Tensor,
         step0: tf.Tensor,
+        reference: tf.Tensor | None = None,
     ) -> LineSearchResult:
-        """Backtrack from ``step0`` along the descent direction ``d``."""
+        """Backtrack from ``step0`` along the descent direction ``d`` (accepting against
+        ``reference`` instead of ``f`` where given)."""
         dtype = x.dtype
         d0 = dot(g, d)
+        f_ref = f if reference is None else tf.maximum(reference, f)
         zero = tf.zeros([], dtype)
         rho_lo, rho_hi = self.shrink
 
@@ -97,7 +105,7 @@ class Backtracking:
             finite = is_finite(fa, ga)
             # A step too small to change x is no step: "accepting" it would pass off a
             # failed search (one that backed off from non-finite trials, say) as convergence.
-            ok = finite & (fa <= f + self.c1 * a * d0) & tf.reduce_any(tf.not_equal(xa, x))
+            ok = finite & (fa <= f_ref + self.c1 * a * d0) & tf.reduce_any(tf.not_equal(xa, x))
             t = quadratic_minimizer(zero, f, d0, a, fa)
             t = tf.where(finite & tf.math.is_finite(t), t, rho_lo * a)
             trial = tf.clip_by_value(t, rho_lo * a, rho_hi * a)

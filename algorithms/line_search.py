@@ -68,7 +68,13 @@ class LineSearchResult(NamedTuple):
 
 class LineSearch(Protocol):
     """``search(oracle, x, f, g, d, step0) -> LineSearchResult``; ``d`` must be a descent
-    direction (``g'd < 0``) and ``step0 > 0`` the first trial step."""
+    direction (``g'd < 0``) and ``step0 > 0`` the first trial step.
+
+    A search that declares ``takes_reference = True`` also takes ``reference=``: the value
+    its sufficient-decrease test compares with, in place of ``f`` (``f`` stays the value at
+    ``x`` that interpolation uses). A non-monotone method passes the largest of its last
+    values (Grippo, Lampariello & Lucidi 1986) or their weighted average (Zhang & Hager 2004);
+    ``reference >= f`` lets ``f`` rise."""
 
     def search(
         self,
@@ -200,9 +206,13 @@ def search_with_restart(
     fallback_step0: tf.Tensor,
     can_restart: tf.Tensor,
     extra_condition: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
+    reference: tf.Tensor | None = None,
 ) -> Restarted:
     """Search along ``d``; if no decrease is found and ``can_restart``, search again along
     ``fallback_d`` (a scaled steepest-descent direction) in the same call.
+
+    ``reference``: the non-monotone acceptance reference, for searches that declare
+    ``takes_reference`` (any other raises a ``TypeError`` naming the search).
 
     This is how the quasi-Newton and CG methods recover from a stale model: the memory or
     the conjugacy is dropped and the step is retried along the gradient, as L-BFGS-B does.
@@ -212,6 +222,13 @@ def search_with_restart(
     ``extra_condition(d, g_new)``, if given, is passed on to the search (which must accept it).
     """
     extra = {} if extra_condition is None else {"extra_condition": extra_condition}
+    if reference is not None:
+        if not getattr(line_search, "takes_reference", False):
+            raise TypeError(
+                f"line_search: {type(line_search).__name__} takes no reference value, which "
+                "this non-monotone method passes; use a search with takes_reference = True "
+                "(Backtracking)")
+        extra["reference"] = reference
     descent = dot(g, d) < 0
     d = tf.cond(descent, lambda: d, lambda: fallback_d)
     step0 = tf.where(descent, step0, fallback_step0)

@@ -65,6 +65,9 @@ class Proposal(NamedTuple):
         that take it, such as Moré–Thuente).
     info : any
         Whatever the direction wants back in ``update`` (inner iteration counts, ...).
+    reference : scalar tensor or None
+        A non-monotone method's acceptance reference (see
+        :class:`~flatvec.algorithms.line_search.LineSearch`); None: ``f``, a monotone search.
     """
 
     d: tf.Tensor
@@ -75,6 +78,7 @@ class Proposal(NamedTuple):
     search: tf.Tensor | None = None
     extra_condition: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
     info: Any = None
+    reference: tf.Tensor | None = None
 
 
 class LineSearchState(NamedTuple):
@@ -181,7 +185,7 @@ class LineSearchMethod(Algorithm):
                 fallback_d=-g if p.fallback_d is None else p.fallback_d,
                 fallback_step0=one if p.fallback_step0 is None else p.fallback_step0,
                 can_restart=tf.constant(False) if p.can_restart is None else p.can_restart,
-                extra_condition=p.extra_condition,
+                extra_condition=p.extra_condition, reference=p.reference,
             )
 
         if p.search is None:

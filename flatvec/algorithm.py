@@ -52,7 +52,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
+from flatvec.autograph import with_autograph
 from flatvec.oracle import Oracle
+from flatvec.rule_checks import call_update, check_slots, check_update
 from flatvec.status import StopReason
 
 __all__ = [
@@ -157,12 +159,17 @@ class UpdateRule(Algorithm):
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> RuleState:
         f, g = oracle(x)
-        return RuleState(x, f, g, tf.zeros([], x.dtype), self.init_slots(x))
+        slots = self.init_slots(x)
+        check_slots(self, slots)
+        return RuleState(x, f, g, tf.zeros([], x.dtype), slots)
 
     def step(self, state: RuleState, oracle: Oracle) -> RuleState:
         lr = tf.constant(self.learning_rate, state.x.dtype)
         value = {"f": state.f} if self.takes_value else {}
-        x, slots = self.update(state.x, state.g, state.slots, learning_rate=lr, **value)
+        # User code, converted by AutoGraph (a Python `if` on a tensor works, as documented).
+        x, slots = call_update(self, with_autograph(self.update), state.x, state.g,
+                               state.slots, learning_rate=lr, **value)
+        check_update(self, state.x, x, state.slots, slots)
         f, g = oracle(x)
         return RuleState(x, f, g, lr, slots)
 

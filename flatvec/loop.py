@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from flatvec import buffers, graph_options, graph_reuse, vector_ops
 from flatvec.algorithm import Algorithm, start_state, takes_oracle
-from flatvec.objective import Objective, with_autograph
+from flatvec.autograph import with_autograph
+from flatvec.objective import Objective
 from flatvec.oracle import CompiledCalls, Oracle
 from flatvec.status import ALGORITHM_CODE_BASE, Status
 

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec import hessian_mode
-from flatvec.objective import GaussNewtonSystem, Objective, ValueAndGradient, with_autograph
+from flatvec.autograph import with_autograph
+from flatvec.objective import GaussNewtonSystem, Objective, ValueAndGradient
 from flatvec.objective_checks import check_arity
 from flatvec.space import FlatParamSpace
 from flatvec.sweep import Terms, Want, differentiate

@@ -7,7 +7,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from flatvec.objective import GaussNewtonSystem, Objective, with_autograph
+from flatvec.autograph import with_autograph
+from flatvec.objective import GaussNewtonSystem, Objective
 
 __all__ = ["ResidualObjective", "residuals_and_jacobian"]
 

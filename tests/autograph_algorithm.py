@@ -27,3 +27,21 @@ class ClippedGradientDescent(flatvec.Algorithm):
             x = state.x - 0.1 * state.g
         f, g = oracle(x)
         return ClippedState(x, f, g)
+
+
+class NoSlots(NamedTuple):
+    pass
+
+
+class ClippedRule(flatvec.UpdateRule):
+    """An update rule with a Python ``if`` on a tensor (converted by AutoGraph)."""
+
+    def init_slots(self, x):
+        return NoSlots()
+
+    def update(self, x, g, slots, *, learning_rate):
+        if tf.reduce_max(tf.abs(g)) > 1.0:
+            step = 0.5 * learning_rate
+        else:
+            step = learning_rate
+        return x - step * g, slots

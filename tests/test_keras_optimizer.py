@@ -426,9 +426,10 @@ class _TupleSlotsRule(_WrongDtypeRule):
 
 def test_broken_rules_fail_naming_the_rule():
     variables = [keras.Variable(np.ones(3, "float32"))]
-    with pytest.raises(TypeError, match=r"rule\.update: expected the new x as a float32"):
+    with pytest.raises(TypeError, match=r"_WrongDtypeRule\.update: returned x as float64, "
+                                        r"expected float32"):
         VectorOptimizer(_WrongDtypeRule()).apply([tf.ones(3)], variables)
-    with pytest.raises(TypeError, match=r"rule\.init_slots: expected a NamedTuple"):
+    with pytest.raises(TypeError, match=r"_TupleSlotsRule\.init_slots: expected a NamedTuple"):
         VectorOptimizer(_TupleSlotsRule()).build(variables)
     np.testing.assert_array_equal(variables[0].numpy(), 1.0)
 

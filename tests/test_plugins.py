@@ -8,10 +8,10 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import tensorflow as tf
+from flatvec.algorithms.lbfgs import LBFGS
 
 import flatvec
 from flatvec.algorithm import UpdateRule
-from flatvec.algorithms.lbfgs import LBFGS
 from flatvec.keras import VectorOptimizer
 
 F64 = tf.float64

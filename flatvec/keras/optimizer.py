@@ -10,8 +10,10 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec.algorithm import UpdateRule
+from flatvec.autograph import with_autograph
 from flatvec.keras.hook import KerasHookError, check_keras_update_hook
 from flatvec.keras.rules import resolve_rule, rule_from_config, rule_to_config
+from flatvec.rule_checks import call_update, check_slots, check_update
 from flatvec.space import FlatParamSpace, backing_variable
 
 __all__ = ["VectorOptimizer"]
@@ -39,19 +41,6 @@ def _check_positive_number(name: str, value: Any) -> None:
         raise TypeError(f"{name}: expected a finite positive number, got {value!r}")
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
-
-
-def _check_update(x: tf.Tensor, x_new: Any, slots: Any, slots_new: Any) -> None:
-    # Trace-time checks: a wrong rule fails here, naming the rule, not deep inside Keras.
-    if not isinstance(x_new, tf.Tensor) or x_new.dtype != x.dtype or x_new.shape != x.shape:
-        raise TypeError(
-            f"rule.update: expected the new x as a {x.dtype.name} tensor of shape {x.shape}, "
-            f"got {x_new!r}"
-        )
-    if len(slots_new) != len(slots):
-        raise TypeError(
-            f"rule.update: expected {len(slots)} slots like init_slots, got {len(slots_new)}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="flatvec")
@@ -177,11 +166,8 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
         space = FlatParamSpace(vector_vars)
         with tf.init_scope():  # slot start values are computed once, eagerly
             slots = self._rule.init_slots(space.get())
-            fields = getattr(slots, "_fields", None)
-            if fields is None:
-                raise TypeError(
-                    f"rule.init_slots: expected a NamedTuple of tensors, got {type(slots).__name__}"
-                )
+            check_slots(self._rule, slots)
+            fields = slots._fields if slots != () else ()
             # As NumPy constants: build() may run while Keras traces the train step, and only
             # constant initial values can be lifted out of an XLA-compiled function.
             values = [tf.convert_to_tensor(s).numpy() for s in slots]
@@ -241,8 +227,9 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
         x = space.get()
         slots = plan.slot_type(*(tf.convert_to_tensor(v) for v in plan.slot_variables))
         lr = tf.cast(learning_rate, space.dtype)
-        x_new, slots_new = self._rule.update(x, g, slots, learning_rate=lr)
-        _check_update(x, x_new, slots, slots_new)
+        x_new, slots_new = call_update(self._rule, with_autograph(self._rule.update), x, g,
+                                       slots, learning_rate=lr)
+        check_update(self._rule, x, x_new, slots, slots_new)
         for var, part in zip(space.tf_variables, space.unpack(x_new)):
             self.assign(var, part)
         for var, old, new in zip(plan.slot_variables, slots, slots_new):
