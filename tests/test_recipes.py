@@ -39,3 +39,15 @@ def test_gpflow_recipe_matches_or_beats_gpflows_own_optimizer(capsys):
     svgp_ref = rows["SVGP gpflow.optimizers.Scipy"][0]
     # The SVGP closure is a tf.function: Newton-CG's curvature through it must be real.
     assert rows["SVGP flatvec newton-cg"][0] < svgp_ref, printed
+
+
+def test_deepxde_recipe_reaches_deepxdes_loss(capsys):
+    pytest.importorskip("deepxde", reason="DeepXDE not installed (the clients extra)")
+    rows = _load("deepxde_recipe").main(adam_steps=500, lbfgs_iterations=100,
+                                        flatvec_iterations=2000)
+    printed = capsys.readouterr().out
+    deepxde_loss, _, deepxde_wall = rows["DeepXDE L-BFGS (tfp)"]
+    _, _, _, to_target = rows["flatvec lbfgs, DeepXDE's settings"]
+    # From the same start, with DeepXDE's memory, flatvec reaches DeepXDE's final loss in
+    # less time than DeepXDE took (measured: 2.1 s against 78 s after 2000 Adam steps).
+    assert to_target < deepxde_wall, printed
