@@ -221,7 +221,7 @@ class MoreThuente:
     >>> x = tf.constant([0.0], tf.float64)
     >>> f, g = oracle(x)
     >>> res = MoreThuente(c2=0.1).search(oracle, x, f, g, -g, tf.constant(1.0, tf.float64))
-    >>> round(float(res.step), 6), bool(res.success)
+    >>> round(float(res.step), 3), bool(res.success)
     (0.5, True)
     """
 

@@ -29,7 +29,7 @@ class StateCheckpoint(tf.Module):
     >>> saved = flatvec.StateCheckpoint(flatvec.minimize(fun, x0, "lbfgs", max_iter=0).state)
     >>> _ = tf.train.Checkpoint(state=saved).read(path)
     >>> rest = flatvec.minimize(fun, x0, "lbfgs", initial_state=saved.value())
-    >>> [round(v, 6) for v in rest.x]
+    >>> [round(v, 6) for v in rest.x.tolist()]
     [3.0, 3.0, 3.0]
     """
 

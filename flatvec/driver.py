@@ -235,7 +235,7 @@ def minimize(
     >>> import tensorflow as tf, flatvec
     >>> rosen = lambda x: tf.reduce_sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
     >>> res = flatvec.minimize(rosen, tf.constant([-1.2, 1.0], tf.float64), "lbfgs", gtol=1e-8)
-    >>> res.success, [round(v, 6) for v in res.x]
+    >>> bool(res.success), [round(v, 6) for v in res.x.tolist()]
     (True, [1.0, 1.0])
     """
     # Every argument is checked here or while the objective is built, before any variable is
