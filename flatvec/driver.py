@@ -309,8 +309,8 @@ def _check_keywords(algo: Any, algo_options: dict[str, Any], is_scipy: bool,
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options: expected a dict of SciPy options, got {type(options).__name__}")
     if is_scipy:
-        if algo_options:
-            check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, (), algo)
+        check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, (), algo,
+                                 "SciPy's own options go in options={...}")
         return
     if isinstance(algo, str):
         cls = lookup_algorithm(algo)  # an unknown name raises here, listing the known ones
@@ -319,8 +319,9 @@ def _check_keywords(algo: Any, algo_options: dict[str, Any], is_scipy: bool,
             return
         check_algorithm_keywords(algo_options, _DRIVER_OPTIONS,
                                  [k for k in params if k != "self"], algo)
-    elif algo_options:
-        check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, (), type(algo).__name__)
+    else:  # an instance: options are its own (get_algorithm refuses them, saying so)
+        check_algorithm_keywords(algo_options, _DRIVER_OPTIONS, algo_options,
+                                 type(algo).__name__)
 
 
 def _residual_options(algo: Any, is_scipy: bool, residuals: Any,

@@ -30,7 +30,7 @@ FOREIGN_KEYWORDS = {
     "tolerance": "gtol",
     "disp": "verbose",
     "callback": "callbacks",
-    "maxcor": "memory (for algo='lbfgs')",
+    "maxcor": "memory (algo='lbfgs'), or options={'maxcor': ...} (algo='scipy:L-BFGS-B')",
     "num_correction_pairs": "memory (for algo='lbfgs')",
     "x_tolerance": "gtol or ftol",
     "f_relative_tolerance": "ftol",
@@ -45,13 +45,14 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 def check_algorithm_keywords(
     options: dict[str, Any], driver_options: Iterable[str], algorithm_options: Iterable[str],
-    algo: Any,
+    algo: Any, takes_text: str | None = None,
 ) -> None:
     """Refuse the keywords of ``options`` (minimize's catch-all) that are another library's
     names or misspelt driver options; the algorithm's own names pass.
 
     ``algorithm_options``: what the algorithm's constructor takes (for the message and for
-    near misses of those)."""
+    near misses of those); ``takes_text``: what the message says the algorithm takes, in
+    place of that list."""
     algorithm_options = sorted(algorithm_options)
     for name in options:
         if name in FOREIGN_KEYWORDS:
@@ -60,6 +61,6 @@ def check_algorithm_keywords(
         if name in algorithm_options:
             continue
         hint = did_you_mean(name, [*driver_options, *algorithm_options])
+        takes = takes_text or f"the algorithm takes {algorithm_options}"
         raise TypeError(
-            f"{name}: not an option of flatvec.minimize nor of algo {algo!r}{hint}; the "
-            f"algorithm takes {algorithm_options}")
+            f"{name}: not an option of flatvec.minimize nor of algo {algo!r}{hint}; {takes}")

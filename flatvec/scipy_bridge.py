@@ -132,7 +132,8 @@ def minimize_with_scipy(
     if objective.space is not None:
         objective.space.assign(tf.constant(x, dtype))
     # SciPy's own status and message where SciPy ended the run; flatvec's where it did.
-    success = bool(raw.get("success", False)) and status not in _STOPPED_BY_FLATVEC
+    success = bool(raw.get("success", False)) and status in (
+        Status.CONVERGED_GTOL, Status.CONVERGED_FTOL, Status.SCIPY_OTHER)
     code = status.scipy_code if status in _STOPPED_BY_FLATVEC else int(
         raw.get("status", status.scipy_code))
     message = status.message if status in _STOPPED_BY_FLATVEC else (
