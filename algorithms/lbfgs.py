@@ -157,15 +157,34 @@ def _replace_row_and_column(
                     tf.where(tf.expand_dims(at, 0), tf.expand_dims(column, 1), matrix))
 
 
+def auto_memory(n: int | None) -> int:
+    """The default number of curvature pairs for ``n`` parameters.
+
+    50 up to n = 20 000, 20 up to 200 000, 10 (SciPy's) beyond or when n is not static.
+    Measured: physics-informed networks lose most to a short memory (after Adam, 500
+    iterations on a Poisson PINN with n = 481 reach 7.9e-6 with 10 pairs, 3.8e-7 with 50;
+    DeepXDE's Poisson example, n = 5251, 2.3e-6 after 1000 iterations with 10, where 100 pairs
+    pass DeepXDE's own final loss, 1.1e-17, within 564); on the 43 classic problems of the
+    tests 20 and 50 pairs need fewer evaluations than 10 on 15 and more on at most one; the
+    digits MLP (n = 9 610) is indifferent (time to 1e-3 0.42 / 0.40 / 0.43 s with 10 / 20 /
+    50). The pairs cost
+    2 m n floats and about 4 m n flops an iteration: on Rosenbrock n = 10^5, whose evaluation
+    costs little, an iteration takes 1.18x as long with 20 pairs and 1.86x with 50, for the
+    same iterations, hence fewer pairs for large n."""
+    if n is None or n > 200_000:
+        return 10
+    return 50 if n <= 20_000 else 20
+
+
 class LBFGSDirection(Direction):
     """:math:`d = -H g` from the last ``memory`` curvature pairs (see the module docstring)."""
 
-    def __init__(self, memory: int) -> None:
+    def __init__(self, memory: int | None) -> None:
         self.memory = memory
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> LBFGSMemory:
         n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known
-        m = self.memory
+        m = self.memory if self.memory is not None else auto_memory(x.shape[0])
         zeros = tf.zeros([m, n], x.dtype)
         return LBFGSMemory(
             s=zeros, y=zeros,
@@ -212,7 +231,8 @@ class LBFGSDirection(Direction):
         s_g, y_g = tf.linalg.matvec(mem.s, g_new), tf.linalg.matvec(mem.y, g_new)
         s_y, y_y = s_g - mem.sg, y_g - mem.yg
         # The slot's row and column are replaced only for a kept pair (hit is all False else).
-        hit = tf.one_hot(slot, self.memory, on_value=True, off_value=False) & keep
+        m = mem.sg.shape[0]  # the memory init chose (static)
+        hit = tf.one_hot(slot, m, on_value=True, off_value=False) & keep
         zero = tf.zeros_like(s_y)
         sy_row = tf.where(hit, sy, zero)  # s_new' y_i: only the diagonal is read
         sy_col = tf.where(hit, sy, s_y)  # s_i' y_new
@@ -228,8 +248,8 @@ class LBFGSDirection(Direction):
                                           private=mem.private, after=(s_g, y_g))
         return LBFGSMemory(
             s=s_buf, y=y_buf, sy=sy_mat, yy=yy_mat, sg=sg_vec, yg=yg_vec,
-            head=tf.where(keep, tf.math.floormod(slot + 1, self.memory), slot),
-            count=tf.where(keep, tf.minimum(count + 1, self.memory), count),
+            head=tf.where(keep, tf.math.floormod(slot + 1, m), slot),
+            count=tf.where(keep, tf.minimum(count + 1, m), count),
             gamma=tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma),
             private=tf.constant(True),
         )
@@ -240,8 +260,10 @@ class LBFGS(LineSearchMethod):
 
     Parameters
     ----------
-    memory : int
-        Number :math:`m` of curvature pairs kept.
+    memory : int, optional
+        Number :math:`m` of curvature pairs kept; default (None) by the size n
+        (:func:`auto_memory`: 50 up to n = 20 000, 20 up to 200 000, else 10). ``memory=10``
+        is SciPy's L-BFGS-B default.
     c1, c2 : float
         Wolfe constants of the line search.
     max_evals : int
@@ -269,12 +291,14 @@ class LBFGS(LineSearchMethod):
     default_ftol: ClassVar[float] = LBFGSB_FTOL  # L-BFGS-B's relative-decrease test
 
     def __init__(
-        self, *, memory: int = 10, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25,
+        self, *, memory: int | None = None, c1: float = 1e-4, c2: float = 0.9,
+        max_evals: int = 25,
         line_search: str | LineSearch = "more_thuente", line_search_options: dict | None = None,
     ) -> None:
-        if int(memory) != memory or memory < 1:
-            raise ValueError(f"memory: expected a positive integer, got {memory!r}")
-        self.memory = int(memory)
+        if memory is not None and (isinstance(memory, bool) or int(memory) != memory
+                                   or memory < 1):
+            raise ValueError(f"memory: expected a positive integer or None, got {memory!r}")
+        self.memory = None if memory is None else int(memory)
         super().__init__(LBFGSDirection(self.memory), make_line_search(
             line_search, c1=c1, c2=c2, max_evals=max_evals, **(line_search_options or {})))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)

@@ -91,8 +91,8 @@ def main(fast: bool = False) -> dict[str, dict[str, float]]:
           f"L2 error {l2_error():.3e}")
     results = {}
     for name, fn, options in [
-        ("lbfgs", loss, {"memory": 50}),
-        ("lbfgs, L-BFGS-B's ftol test", loss, {"memory": 50, "ftol_floor": 1.0}),
+        ("lbfgs", loss, {}),
+        ("lbfgs, L-BFGS-B's ftol test", loss, {"ftol_floor": 1.0}),
         ("lm", residual_groups, {"residual_weights": "mean"}),
     ]:
         for variable, value in zip(model.trainable_variables, start):

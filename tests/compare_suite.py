@@ -53,9 +53,10 @@ class Run(NamedTuple):
 
 
 def _run(problem: Problem, algo: str, **options: object) -> Run:
-    # ftol_floor=1: L-BFGS-B's exact relative-decrease test, as SciPy's runs have.
+    # ftol_floor=1 and (lbfgs) memory=10: L-BFGS-B's exact test and memory, as SciPy's runs.
+    defaults = {"ftol_floor": 1.0, **({"memory": 10} if algo == "lbfgs" else {})}
     res = flatvec.minimize(problem.fun, tf.constant(problem.x0), algo, gtol=GTOL,
-                           max_iter=MAX_ITER, **{"ftol_floor": 1.0, **options})
+                           max_iter=MAX_ITER, **{**defaults, **options})
     fun = float(res.fun)
     return Run(fun, float(np.max(np.abs(res.jac))), int(res.nfev), int(res.nit),
                getattr(res.reason, "name", str(res.reason)), solved(problem, fun),

@@ -31,9 +31,10 @@ PINNED_NFEV = {"lbfgs": 44, "cg": 59, "bfgs": 45}
 
 
 def _minimize(problem, algo, **options):
-    # ftol_floor=1: L-BFGS-B's exact relative-decrease test, as the SciPy runs compared have.
+    # ftol_floor=1: L-BFGS-B's exact relative-decrease test, and for lbfgs L-BFGS-B's memory
+    # (maxcor=10), as the SciPy runs compared have.
     options = {"gtol": GTOL, "ftol": FTOL.get(algo, 0.0), "ftol_floor": 1.0, "max_iter": 10000,
-               **options}
+               **({"memory": 10} if algo == "lbfgs" else {}), **options}
     return flatvec.minimize(problem.fun, tf.constant(problem.x0), algo, **options)
 
 
