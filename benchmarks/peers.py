@@ -122,6 +122,7 @@ METHODS: dict[str, Method] = {
         Method("flatvec:cg", "flatvec"),
         Method("flatvec:bfgs", "flatvec", max_size=2000),
         Method("flatvec:gd", "flatvec"),
+        Method("flatvec:bb", "flatvec"),  # spectral gradient, non-monotone search
         Method("scipy:L-BFGS-B", "scipy"),
         Method("scipy:CG", "scipy"),
         # SciPy's BFGS update costs two dense n x n matrix products (O(n^3)) per iteration:
