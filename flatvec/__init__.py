@@ -16,6 +16,7 @@ from flatvec.algorithm import (
     register_algorithm,
 )
 from flatvec.checkpoint import StateCheckpoint
+from flatvec.closure_cache import clear_closure_cache
 from flatvec.driver import minimize
 from flatvec.model_cache import clear_objective_cache
 from flatvec.objective import Objective, ValueAndGradient
@@ -40,6 +41,7 @@ __all__ = [
     "VariableSlot",
     "__version__",
     "available_algorithms",
+    "clear_closure_cache",
     "clear_objective_cache",
     "get_algorithm",
     "minimize",

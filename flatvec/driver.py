@@ -217,13 +217,14 @@ def minimize(
     Returns
     -------
     OptimizeResult
-        ``x, fun, jac, nit, nfev, njev, nhev, nonfinite_evals, status, success, message,
-        history, state``. The model's (or closure's) variables are left at ``x``, the best
-        accepted point, whatever ended the run (an error or Ctrl-C included; one while the
-        start point is traced or evaluated re-raises with the variables as they were).
-        ``status`` is ``NON_FINITE`` when non-finite values ended the run: a step that failed
-        with non-finite trial points among its evaluations, or any non-finite curvature
-        product.
+        ``x, fun, jac, nit, nfev, njev, nhev, nonfinite_evals, status, reason, success,
+        message, history, state``. The model's (or closure's) variables are left at ``x``,
+        the best accepted point, whatever ended the run (an error or Ctrl-C included; one
+        while the start point is traced or evaluated re-raises with the variables as they
+        were). ``status`` is SciPy's code for the outcome, ``reason`` flatvec's
+        :class:`~flatvec.status.Status`; a convergence claim holds at ``x``. ``reason`` is
+        ``NON_FINITE`` when non-finite values ended the run: a step that failed with
+        non-finite trial points among its evaluations, or any non-finite curvature product.
 
     Raises
     ------
