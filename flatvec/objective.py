@@ -27,6 +27,7 @@ from flatvec.sweep import (
     Terms,
     Want,
     add_terms,
+    closure_terms,
     differentiate,
     loop_dataset,
     loop_stacked,
@@ -187,17 +188,8 @@ class Objective:
             check_scalar(f, "loss_fn")  # also keeps a tuple from passing as (sum, count)
             return f
 
-        mode: dict[str, bool] = {}  # decided on the first product's trace
-
-        def terms(batch: Batch | None, want: Want) -> Terms:
-            del batch
-            if want.tangents is not None and "reverse" not in mode:
-                mode["reverse"] = hessian_mode.needs_reverse_over_reverse(value)
-            return differentiate(space, value, want, allow_unused,
-                                 reverse_over_reverse=mode.get("reverse", False))
-
-        return cls(space=space, dtype=space.dtype, size=space.size, terms=terms,
-                   jit_compile=jit_compile)
+        return cls(space=space, dtype=space.dtype, size=space.size,
+                   terms=closure_terms(space, value, allow_unused), jit_compile=jit_compile)
 
     @classmethod
     def from_residual_closure(

@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from flatvec import hessian_mode
 from flatvec.autograph import with_autograph
-from flatvec.objective import GaussNewtonSystem, Objective, ValueAndGradient
+from flatvec.objective import GaussNewtonSystem, Objective
 from flatvec.objective_checks import check_arity
 from flatvec.space import FlatParamSpace
-from flatvec.sweep import Terms, Want, differentiate
+from flatvec.sweep import closure_terms
 
 __all__ = ["ResidualClosureObjective", "check_weights"]
 
@@ -62,12 +61,13 @@ class ResidualClosureObjective(Objective):
         check_arity(residual_fn, "residual_fn", 0)
         weights = check_weights(weights)
         space = FlatParamSpace(variables, dtype=dtype)
+        # Value, gradient and Hessian-vector products are the closure form's, of 1/2 |r|^2.
         super().__init__(space=space, dtype=space.dtype, size=space.size,
+                         terms=closure_terms(space, self._loss, allow_unused),
                          jit_compile=jit_compile)
         self._user_fn = with_autograph(residual_fn)
         self._weights = weights
         self._allow_unused = allow_unused
-        self._reverse_products: bool | None = None
 
     # ------------------------------------------------------------------ the residual vector
     def _stacked(self) -> tf.Tensor:
@@ -113,32 +113,6 @@ class ResidualClosureObjective(Objective):
         del x
         graph = tf.function(self._stacked, autograph=False).get_concrete_function().graph
         return graph.outputs[0].shape[0]
-
-    @tf.autograph.experimental.do_not_convert
-    def value(self, x: tf.Tensor) -> tf.Tensor:
-        self.nfev.assign_add(1)
-        self._space.assign(x)
-        return self._loss()
-
-    @tf.autograph.experimental.do_not_convert
-    def __call__(self, x: tf.Tensor) -> ValueAndGradient:
-        self.nfev.assign_add(1)
-        self.njev.assign_add(1)
-        self._space.assign(x)
-        t = self._differentiate(Want())
-        return ValueAndGradient(t.loss_sum, t.grad)
-
-    @tf.autograph.experimental.do_not_convert
-    def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
-        self.nhev.assign_add(1)
-        self._space.assign(x)
-        return self._differentiate(Want(tangents=self._space.unpack(v))).hvp
-
-    def _differentiate(self, want: Want) -> Terms:
-        if want.tangents is not None and self._reverse_products is None:
-            self._reverse_products = hessian_mode.needs_reverse_over_reverse(self._loss)
-        return differentiate(self._space, self._loss, want, self._allow_unused,
-                             reverse_over_reverse=bool(self._reverse_products))
 
     @tf.autograph.experimental.do_not_convert
     def residuals(self, x: tf.Tensor) -> tf.Tensor:

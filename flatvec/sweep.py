@@ -13,8 +13,8 @@ from flatvec.data import Batch
 from flatvec.objective_checks import check_scalar
 from flatvec.space import FlatParamSpace
 
-__all__ = ["Terms", "Want", "add_terms", "differentiate", "loop_dataset", "loop_stacked",
-           "zero_terms"]
+__all__ = ["Terms", "Want", "add_terms", "closure_terms", "differentiate", "loop_dataset",
+           "loop_stacked", "zero_terms"]
 
 
 class Terms(NamedTuple):
@@ -85,6 +85,23 @@ def differentiate(
         loss_sum, count, g = value_and_grad()
     hv = acc.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return Terms(loss_sum, count, g, hv)
+
+
+def closure_terms(space: FlatParamSpace, loss_fn: Callable[[], Any],
+                  allow_unused: bool) -> Callable[[Batch | None, Want], Terms]:
+    """The ``terms(batch, want)`` of a closure objective (no data: ``batch`` is None), whose
+    Hessian-vector products take the mode that is right for ``loss_fn``, decided on the first
+    product's trace (:mod:`flatvec.hessian_mode`)."""
+    mode: dict[str, bool] = {}
+
+    def terms(batch: Batch | None, want: Want) -> Terms:
+        del batch
+        if want.tangents is not None and "reverse" not in mode:
+            mode["reverse"] = hessian_mode.needs_reverse_over_reverse(loss_fn)
+        return differentiate(space, loss_fn, want, allow_unused,
+                             reverse_over_reverse=mode.get("reverse", False))
+
+    return terms
 
 
 def _as_batch(element: Any) -> Batch:
