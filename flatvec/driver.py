@@ -21,6 +21,7 @@ from flatvec.reporting import RunReporter
 from flatvec.residual_closure import check_weights
 from flatvec.result import OptimizeResult
 from flatvec.status import Status, decode_status, verdict_at_best
+from flatvec.tiers import TierPlan
 
 __all__ = ["minimize"]
 
@@ -287,9 +288,12 @@ def minimize(
     rule = StopRule(float(gtol), float(ftol), int(max_iter), int(max_eval or 0),
                     float(ftol_floor))
     reporter = RunReporter(callbacks, problem.model, verbose=verbose, max_iter=max_iter)
-    loop = _compiled_loop(objective, algo, algorithm, algo_options, bool(jit_compile), problem.x0)
+    loop_key = _loop_key(algo, algorithm, algo_options, bool(jit_compile))
+    loop = _compiled_loop(objective, loop_key, algorithm, bool(jit_compile), problem.x0)
+    # Runs of this algorithm on problems of this size predict each other's length.
+    tier_key = (loop_key, tuple(problem.x0.shape), problem.x0.dtype.name)
     return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call, keeper,
-                max_time)
+                max_time, tier_key)
 
 
 # minimize's own keywords, for the near-miss hints of _check_keywords.
@@ -361,7 +365,18 @@ def _check_limits(max_time: Any, ftol_floor: Any, allow_unused: Any) -> None:
         raise TypeError(f"allow_unused: expected True or False, got {allow_unused!r}")
 
 
-def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
+def _loop_key(algo: Any, algorithm: Any, algo_options: dict[str, Any],
+              jit_compile: bool) -> tuple[Any, bool]:
+    """What tells loops of one objective apart: an algorithm given by name by its name and
+    options, an instance by identity; and XLA."""
+    if isinstance(algo, str):
+        algo_key = ("name", algo.lower(), tuple(sorted(algo_options.items(), key=str)))
+    else:
+        algo_key = ("instance", id(algorithm))
+    return (algo_key, jit_compile)
+
+
+def _compiled_loop(objective, key, algorithm, jit_compile, x0):
     """The :class:`CompiledLoop`, cached on the objective.
 
     Several ``minimize`` calls on the same :class:`Objective` with the same algorithm (any
@@ -380,11 +395,6 @@ def _compiled_loop(objective, algo, algorithm, algo_options, jit_compile, x0):
                 loop.share_graphs((key, objective_graph.fingerprint), objective_graph)
         return loop
 
-    if isinstance(algo, str):
-        algo_key = ("name", algo.lower(), tuple(sorted(algo_options.items(), key=str)))
-    else:
-        algo_key = ("instance", id(algorithm))
-    key = (algo_key, jit_compile)
     try:
         hash(key)
     except TypeError:  # unhashable option values: build afresh
@@ -437,9 +447,10 @@ class _BlockSize:
 
 
 def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call,
-         keeper, max_time=None) -> OptimizeResult:
+         keeper, max_time=None, tier_key=None) -> OptimizeResult:
     """``keeper``: the run's checkpoint (:func:`~flatvec.run_checkpoint.open_checkpoint`);
-    ``max_time``: seconds from the call's start after which no block is begun."""
+    ``max_time``: seconds from the call's start after which no block is begun; ``tier_key``:
+    which earlier runs predict this one's length (:class:`~flatvec.tiers.TierPlan`)."""
     objective = problem.objective
     objective.reset_counters()
     sizes = _BlockSize(steps_per_call, reporter.has_callbacks,
@@ -461,6 +472,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         raise
     values = info.values.numpy()  # the one host transfer per call
     loop.set_block(keeper.block(loop.block, int(values[NIT_COLUMN])))
+    tiers = TierPlan(loop, tier_key, rule.max_iter, rule.max_eval, int(values[NIT_COLUMN]))
     reasons = tuple(getattr(algorithm, "stop_reasons", ()))
     status, reason = decode_status(int(values[STATUS_COLUMN]), reasons)
 
@@ -472,7 +484,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         reporter.begin(values, time.perf_counter() - t0, nit=int(values[NIT_COLUMN]))
         elapsed = time.perf_counter() - t0
         while status is Status.RUNNING:
-            rows = loop.advance().values.numpy()  # the one host transfer per call
+            rows = tiers.advance().values.numpy()  # the one host transfer per call
             rows = rows[rows[:, NIT_COLUMN] >= 0]
             before, elapsed = elapsed, time.perf_counter() - t0
             keeper.after_block(int(rows[-1, NIT_COLUMN]))  # before callbacks: they see it saved
@@ -495,6 +507,7 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         if objective.space is not None:
             objective.space.assign(carry.best_x)
     keeper.finish()
+    tiers.finish(int(carry.nit.numpy()), cut_short=status in _LIMITS)
     result = _result(carry, status, reason, objective, reporter.history,
                      type(algorithm).__name__, loop.nonfinite.numpy(), rule.gtol)
     note = getattr(algorithm, "result_note", None)
@@ -502,6 +515,11 @@ def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call
         result.message += " " + note(carry.state)
     reporter.end(result)
     return result
+
+
+# Statuses that end a run before it ends by itself.
+_LIMITS = (Status.MAX_ITER, Status.MAX_EVAL, Status.MAX_TIME, Status.STOPPED_BY_CALLBACK,
+           Status.INTERRUPTED)
 
 
 def _report_rows(reporter, rows, previous, before, after, point) -> bool:

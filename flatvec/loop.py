@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -288,6 +292,46 @@ class CompiledLoop:
         with graph_options.lean_calls(self._calls_objective):
             return self._advance_concrete()
 
+    @property
+    def is_compiled(self) -> bool:
+        """Whether :meth:`advance` is ready to run without tracing (this loop traced it, or it
+        runs an earlier loop's shared functions)."""
+        return self._advance_concrete is not None or self._template is not None
+
+    @property
+    def can_step_eagerly(self) -> bool:
+        """Whether :meth:`advance_eagerly` runs the same operations as :meth:`advance`: not
+        under XLA (whose fused kernels round differently) nor a strategy (whose replicas'
+        calls exist only in a traced graph)."""
+        return self._calls_objective and not self._jit_compile
+
+    def advance_eagerly(self, iterations: int) -> Report:
+        """:meth:`advance` without tracing: up to ``iterations`` iterations run eagerly, each
+        calling the objective's compiled functions exactly as the compiled loop does (the
+        algorithm's ``step``, the stopping tests and the best-point update are the same
+        Python code, executed op by op). Costs more per iteration (on the digits MLP 25 ms
+        against 4.4 ms) and nothing to set up (tracing and instantiating the compiled
+        iteration: 0.55 s there); the driver picks one by :func:`flatvec.tiers.runs_eagerly`.
+        The carry is written once at the end, so an interrupt leaves the last whole
+        iteration's."""
+        if not self.can_step_eagerly:
+            raise RuntimeError("CompiledLoop.advance_eagerly: not for XLA or strategy loops")
+        carry = self._read()
+        rule = self._rule()
+        rows = np.full([MAX_ROWS, WIDTH], -1.0)
+        with graph_options.lean_calls(self._calls_objective):
+            for i in range(iterations):
+                carry = self._one_step(carry, rule)
+                rows[min(i, MAX_ROWS - 1)] = _report_row(carry, self.objective).numpy()
+                if int(rows[min(i, MAX_ROWS - 1), STATUS_COLUMN]) != int(Status.RUNNING):
+                    break
+        with _interrupts_deferred():
+            self._write(carry)
+            # The eager carry's tensors may be referenced elsewhere: the next compiled block
+            # copies the buffers it writes in place.
+            self._carry_shared.assign(True)
+        return Report(tf.constant(rows))
+
     def _offer_graphs(self) -> None:
         if self._shared_key is None or self._x0_spec is None:
             return
@@ -421,6 +465,23 @@ class CompiledLoop:
         if self._writes_in_place:
             self._carry_shared.assign(False)
         return Report(rows)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until it ends (in the main thread), so that
+    the carry's variables are never left half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
 
 
 def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:

@@ -56,8 +56,8 @@ def check_update(rule: Any, x: tf.Tensor, x_new: Any, slots: Any, slots_new: Any
 
 
 def call_update(rule: Any, update: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``update(*args, **kwargs)``, TensorFlow's trace-time errors re-raised naming the rule
-    (the dtype of a constant, a Python ``if`` on a tensor)."""
+    """``update(*args, **kwargs)``, TensorFlow's errors re-raised naming the rule (the dtype of
+    a constant, a Python ``if`` on a tensor), whether traced or run eagerly."""
     name = type(rule).__name__
     try:
         return update(*args, **kwargs)
@@ -66,9 +66,12 @@ def call_update(rule: Any, update: Callable[..., Any], *args: Any, **kwargs: Any
             f"{name}.update: uses a tensor as a Python bool ({err}); write the branch with "
             "tf.where or tf.cond, or define the rule in a module file so that AutoGraph can "
             "read its source and convert the if") from err
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
+        # Traced: TypeError/ValueError; run eagerly (a short run's eager tier):
+        # InvalidArgumentError "... was expected to be a double tensor but is a float tensor".
         if "must have the same type" in str(err) or "does not match type" in str(err) or (
-                "dtype" in str(err) and "float" in str(err)):
+                "dtype" in str(err) and "float" in str(err)) or (
+                "expected to be a" in str(err) and "tensor but is a" in str(err)):
             raise TypeError(
                 f"{name}.update: mixes dtypes ({err}); x is {args[0].dtype.name}: make "
                 "constants with tf.constant(c, x.dtype) or tf.cast") from err

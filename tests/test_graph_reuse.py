@@ -9,12 +9,14 @@ import pytest
 import tensorflow as tf
 
 import flatvec
-from flatvec import driver, graph_reuse
+from flatvec import driver, graph_reuse, tiers
 from flatvec.algorithm import Algorithm
 
 
 @pytest.fixture(autouse=True)
-def no_templates():
+def no_templates(monkeypatch):
+    # Sharing concerns compiled loops: short runs here stay compiled (see flatvec.tiers).
+    monkeypatch.setattr(tiers, "ENABLED", False)
     graph_reuse.clear()
     yield
     graph_reuse.clear()
