@@ -5,7 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test bench lint clean
+# The tests that show flatvec runs without private TensorFlow/Keras API (flatvec/_tf): part of
+# `make test`; `make test-public` runs the whole suite that way.
+PUBLIC_CHECK := tests/test_keras_optimizer.py tests/test_buffers.py tests/test_tiers.py \
+	tests/test_driver.py tests/test_versions.py
+
+.PHONY: test test-public bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +19,11 @@ $(PY):
 test: $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m pytest -q -n auto --dist loadfile
+	FLATVEC_PRIVATE_TF=0 $(PY) -m pytest -q -n auto --dist loadfile $(PUBLIC_CHECK)
+
+test-public: $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	FLATVEC_PRIVATE_TF=0 $(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(PY)
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -37,7 +37,7 @@ from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Oracle
+from flatvec.protocol import Oracle
 
 from .line_search import (
     LineSearch,

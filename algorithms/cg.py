@@ -52,7 +52,7 @@ from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Oracle
+from flatvec.protocol import Oracle
 
 from .line_search import LineSearch, Restarted, dot, machine_eps, repeat_decrease_step
 from .line_search_method import Direction, LineSearchMethod, Proposal

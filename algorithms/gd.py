@@ -6,7 +6,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import LBFGSB_FTOL, Oracle, UpdateRule
+from flatvec.protocol import LBFGSB_FTOL, Oracle, UpdateRule
 
 from .backtracking import Backtracking
 from .line_search import Restarted

@@ -60,7 +60,7 @@ from typing import ClassVar, NamedTuple
 import tensorflow as tf
 
 from flatvec import buffers, vector_ops
-from flatvec.algorithm import LBFGSB_FTOL, Oracle
+from flatvec.protocol import LBFGSB_FTOL, Oracle
 
 from .line_search import LineSearch, Restarted, dot, machine_eps, unit_step_scale
 from .line_search_method import Direction, LineSearchMethod, Proposal

@@ -56,7 +56,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Algorithm, Oracle
+from flatvec.protocol import Algorithm, Oracle
 from flatvec.status import StopReason
 
 from .line_search import dot

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Algorithm, Oracle
+from flatvec.protocol import Algorithm, Oracle
 
 from .line_search import LineSearch, LineSearchResult, Restarted, search_with_restart
 
@@ -130,7 +130,7 @@ def _no_step(x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Restarted:
 
 
 class LineSearchMethod(Algorithm):
-    """A :class:`Direction` and a line search as one :class:`~flatvec.algorithm.Algorithm`.
+    """A :class:`Direction` and a line search as one :class:`~flatvec.protocol.Algorithm`.
 
     Parameters
     ----------

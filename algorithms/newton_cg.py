@@ -38,7 +38,7 @@ from typing import ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Oracle
+from flatvec.protocol import Oracle
 from flatvec.status import StopReason
 
 from .line_search import LineSearch, Restarted, dot, machine_eps, repeat_decrease_step

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Oracle
+from flatvec.protocol import Oracle
 
 from .backtracking import Backtracking
 from .line_search import Restarted, dot, unit_step_scale

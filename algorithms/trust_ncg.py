@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from flatvec.algorithm import Oracle
+from flatvec.protocol import Oracle
 
 from .line_search import dot
 from .newton_cg import check_inner_options, forcing_tolerance

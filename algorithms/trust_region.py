@@ -31,7 +31,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import tensorflow as tf
 
-from flatvec.algorithm import Algorithm, Oracle
+from flatvec.protocol import Algorithm, Oracle
 from flatvec.status import StopReason
 
 from .line_search import is_finite, machine_eps

@@ -8,7 +8,7 @@ Dense(128, tanh)-Dense(128, tanh)-Dense(10) MLP with all 1797 digits as one batc
   seed call clears TensorFlow's kernel cache, so every compiled function is set up again
   (graph optimization, executors): each wall time includes everything a user waits for on a
   first call; flatvec traces the iteration only on the first model (later models of the same
-  architecture share it, see ``flatvec.graph_reuse``);
+  architecture share it, see ``flatvec._tf.graph_reuse``);
 - ``fresh``: every call on a fresh model given the same weights with ``set_weights``, without
   reseeding: later calls trace only the objective and set up nothing again;
 - ``repeated``: the same calls, all timed, on one model whose weights are reset before each

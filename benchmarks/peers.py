@@ -78,7 +78,7 @@ class Method:
         """Why this method cannot run here (None when it can)."""
         if self.family == "flatvec":
             try:
-                flatvec.algorithm.get_algorithm(self.algo)
+                flatvec.protocol.get_algorithm(self.algo)
             except (ValueError, ImportError, AttributeError) as err:
                 return f"flatvec algorithm {self.algo!r} not available ({err})"
         if self.family == "tfp" and importlib.util.find_spec("tensorflow_probability") is None:

@@ -161,9 +161,9 @@ def pinn(model: keras.Model, points: np.ndarray, source: np.ndarray, bound: np.n
 def jacobian_fn(form: ResidualForm, parts: Sequence[Part] | None = None, *,
                 mode: str = "auto") -> Callable[..., Any]:
     """``jac(x) -> (r, J)`` for the concatenation of ``parts`` (default: all of ``form``), by
-    :func:`flatvec.residuals.residuals_and_jacobian`: ``mode="auto"`` as flatvec's residual
-    objective forms it (forward mode for m >= n, else reverse), ``"reverse"`` always reverse
-    mode (the Keras LM package's way). Traceable; not compiled here."""
+    :func:`flatvec.residuals.residuals_and_jacobian`: ``mode="auto"`` as flatvec's
+    residual objective forms it (forward mode for m >= n, else reverse), ``"reverse"`` always
+    reverse mode (the Keras LM package's way). Traceable; not compiled here."""
     chosen = tuple(form.parts if parts is None else parts)
 
     def residuals(x: tf.Tensor) -> tf.Tensor:

@@ -19,7 +19,8 @@ matrix, a closure over ``tf.Variable`` s, written here); and where GPflow is ins
 ``gpflow-gpr`` and ``gpflow-vgp`` with ``gpflow.optimizers.Scipy`` as the peer.
 
 Run: ``python -m benchmarks.short_runs [--problems ...] [--methods ...] [--views ...]
-[--repeats 3]``.
+[--repeats 3] [--no-tiers]`` (``--no-tiers``: flatvec compiles every run from its first
+iteration, as before :mod:`flatvec._run.tiers`).
 """
 
 from __future__ import annotations
@@ -130,7 +131,10 @@ def _one_call(problem: str, method: str, iterations: int, seed: int) -> dict[str
     return _run_benchmark_problem(problem, method, iterations, seed)
 
 
-def _child(problem: str, method: str, view: str) -> dict[str, Any]:
+def _child(problem: str, method: str, view: str, tiers: bool = True) -> dict[str, Any]:
+    import flatvec._run.tiers
+
+    flatvec._run.tiers.ENABLED = tiers
     kind, iterations = view.split("@")
     if kind == "fresh":
         _one_call(problem, method, int(iterations), seed=0)  # warms the process
@@ -158,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS + GPFLOW_METHODS[1:]))
     parser.add_argument("--views", nargs="+", default=list(VIEWS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-tiers", action="store_true",
+                        help="flatvec compiles every run at once (the design before tiers)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(_child(*args.child)))
+        print(json.dumps(_child(*args.child, tiers=not args.no_tiers)))
         return
     print(f"{'problem':18s} {'view':10s} {'method':16s} {'nit':>4s} {'wall s':>7s} "
           f"{'x bridge':>8s}  peer", flush=True)
@@ -176,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(args.repeats):
                     out = subprocess.run(
                         [sys.executable, "-m", "benchmarks.short_runs", "--child", problem,
-                         method, view], check=True, capture_output=True, text=True).stdout
+                         method, view, *(["--no-tiers"] if args.no_tiers else [])],
+                        check=True, capture_output=True, text=True).stdout
                     runs.append(json.loads(out.strip().splitlines()[-1]))
                 walls[method] = statistics.median(r["wall"] for r in runs)
                 ratio = walls[method] / walls[peer] if peer in walls else float("nan")

@@ -8,19 +8,21 @@ from flatvec.versions import check_versions
 
 check_versions()  # before anything relies on a private TensorFlow/Keras hook
 
-from flatvec.algorithm import (
+from flatvec._objective.closure_cache import clear_closure_cache
+from flatvec._objective.model_cache import clear_objective_cache
+from flatvec.checkpoint import StateCheckpoint
+from flatvec.driver import minimize
+from flatvec.objective import Objective, ValueAndGradient
+from flatvec.oracle import Oracle
+from flatvec.protocol import (
     Algorithm,
     UpdateRule,
     available_algorithms,
     get_algorithm,
     register_algorithm,
 )
-from flatvec.checkpoint import StateCheckpoint
-from flatvec.closure_cache import clear_closure_cache
-from flatvec.driver import minimize
-from flatvec.model_cache import clear_objective_cache
-from flatvec.objective import Objective, ValueAndGradient
-from flatvec.oracle import Oracle
+from flatvec.residual_closure import ResidualClosureObjective
+from flatvec.residuals import ResidualObjective
 from flatvec.result import OptimizeResult
 from flatvec.space import FlatParamSpace, VariableSlot
 from flatvec.status import Status, StopReason
@@ -33,6 +35,8 @@ __all__ = [
     "Objective",
     "OptimizeResult",
     "Oracle",
+    "ResidualClosureObjective",
+    "ResidualObjective",
     "StateCheckpoint",
     "Status",
     "StopReason",

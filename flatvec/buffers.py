@@ -3,9 +3,10 @@
 TensorFlow's graph executor does not hand a ``tf.while_loop`` variable's buffer to
 ``tf.tensor_scatter_nd_update`` for reuse: writing one row of an ``[m, n]`` buffer copies all
 of it (at n = 100 000, m = 10 in float64 about 1 ms a row on a 2-core machine, and the copy
-lands in newly allocated memory). ``tf.raw_ops.InplaceUpdate`` writes the row into the very
-buffer it is given. That is right only where nothing else holds the buffer and every read of
-its old contents has run. The compiled loop and :func:`write_rows` see to both:
+lands in newly allocated memory). :mod:`flatvec._tf.inplace` writes the row into the very
+buffer it is given (a private contact: with the switch off every write is a copy). That is
+right only where nothing else holds the buffer and every read of its old contents has run.
+The compiled loop and :func:`write_rows` see to both:
 
 - a buffer is *private* once the compiled loop has written it by a copy: that write is a
   ``tf.tensor_scatter_nd_update`` (a new buffer), later ones are in place. The algorithm
@@ -33,10 +34,10 @@ from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
+from flatvec._tf import inplace
+
 __all__ = ["in_place", "write_rows", "writes_in_place"]
 
-# The raw op this relies on; where a TensorFlow lacks it, rows are scattered.
-_RAW_OPS = hasattr(tf.raw_ops, "InplaceUpdate")
 _scope = threading.local()  # per thread: tracing is per thread
 
 
@@ -47,7 +48,7 @@ def in_place(active: bool = True) -> Iterator[None]:
     Only the compiled loop enters it, around the trace of a block whose algorithm state went
     through ``own_buffers`` (see the module docstring)."""
     before = getattr(_scope, "active", False)
-    _scope.active = bool(active) and _RAW_OPS
+    _scope.active = bool(active) and inplace.available()
     try:
         yield
     finally:
@@ -73,9 +74,9 @@ def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf
     all the buffers of a write: one ``tf.cond`` in the graph.
 
     ``keep`` (bool scalar, default True): where False the buffers keep row ``index``. No
-    ``tf.cond`` skips the write (a fresh model's loop instantiates every branch function again,
-    see :mod:`flatvec.graph_reuse`): in the compiled loop the write has zero or one rows; elsewhere
-    (XLA needs static shapes) the old row is written back."""
+    ``tf.cond`` skips the write (a fresh model's loop instantiates every branch function
+    again, see :mod:`flatvec._tf.graph_reuse`): in the compiled loop the write has zero or one
+    rows; elsewhere (XLA needs static shapes) the old row is written back."""
     indices = tf.reshape(index, [1])
     if after and not writes_in_place():
         indices = _after_reads(indices, after)
@@ -98,7 +99,7 @@ def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf
 
     def overwrite() -> tuple[tf.Tensor, ...]:
         with tf.control_dependencies(list(after)):
-            return tuple(tf.raw_ops.InplaceUpdate(x=b, i=indices, v=r)
+            return tuple(inplace.write_rows_in_place(b, indices, r)
                          for b, r in zip(buffers, rows))
 
     return tf.cond(private, overwrite, scatter)

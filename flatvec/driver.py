@@ -4,35 +4,27 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
-from flatvec import graph_reuse, run_checkpoint
-from flatvec.algorithm import LBFGSB_FTOL, Algorithm, get_algorithm, lookup_algorithm
-from flatvec.data import check_data_options
-from flatvec.keywords import check_algorithm_keywords
-from flatvec.loop import NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, CompiledLoop, StopRule
-from flatvec.problem import resolve_problem
-from flatvec.reporting import RunReporter
+from flatvec._objective.data import check_data_options
+from flatvec._run import run_checkpoint
+from flatvec._run.keywords import check_algorithm_keywords
+from flatvec._run.loop import CompiledLoop
+from flatvec._run.problem import resolve_problem
+from flatvec._run.reporting import RunReporter
+from flatvec._run.run import run_loop
+from flatvec._run.stopping import StopRule
+from flatvec._tf import graph_reuse
+from flatvec.protocol import LBFGSB_FTOL, Algorithm, get_algorithm, lookup_algorithm
 from flatvec.residual_closure import check_weights
 from flatvec.result import OptimizeResult
-from flatvec.status import Status, decode_status, verdict_at_best
-from flatvec.tiers import TierPlan
 
 __all__ = ["minimize"]
 
 DEFAULT_MAX_ITER = 15000  # L-BFGS-B's default
-# steps_per_call=None: without callbacks, iterations are run in blocks that take about this
-# long (one compiled call, one host transfer per block instead of per iteration), at most
-# MAX_AUTO_BLOCK of them. Short enough that Ctrl-C and the progress bar still answer promptly;
-# long enough to amortize a call's fixed cost, which grows with the graph: on the digits MLP
-# (float64) 0.2 s blocks made an iteration 14 % faster than 0.05 s blocks.
-AUTO_BLOCK_SECONDS = 0.2
-MAX_AUTO_BLOCK = 64  # = loop.MAX_ROWS, so that the history keeps every iteration
 
 
 def _check_options(
@@ -127,7 +119,7 @@ def minimize(
         variables the closure reads (closure form).
     algo : str or Algorithm
         A registered name (``"lbfgs"``, ``"cg"``, ``"bfgs"``, ``"gd"``, plugins ...), an
-        :class:`~flatvec.algorithm.Algorithm` instance, or ``"scipy:<method>"`` to run
+        :class:`~flatvec.protocol.Algorithm` instance, or ``"scipy:<method>"`` to run
         ``scipy.optimize.minimize`` on the same objective.
     loss : optional
         Model form only: a Keras loss name/object or callable; default ``model.loss``.
@@ -292,8 +284,8 @@ def minimize(
     loop = _compiled_loop(objective, loop_key, algorithm, bool(jit_compile), problem.x0)
     # Runs of this algorithm on problems of this size predict each other's length.
     tier_key = (loop_key, tuple(problem.x0.shape), problem.x0.dtype.name)
-    return _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call, keeper,
-                max_time, tier_key)
+    return run_loop(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call,
+                    keeper, max_time, tier_key)
 
 
 # minimize's own keywords, for the near-miss hints of _check_keywords.
@@ -383,7 +375,7 @@ def _compiled_loop(objective, key, algorithm, jit_compile, x0):
     tolerances and limits) then trace once in all, not once per call. An algorithm given by
     name is keyed by its name and options; an instance by identity (kept alive by the cache).
     A new loop shares the compiled functions of an earlier one whose objective traced to the
-    same graph (:mod:`flatvec.graph_reuse`): a fresh model of the same architecture, on the
+    same graph (:mod:`flatvec._tf.graph_reuse`): a fresh model of the same architecture, on the
     same kind of data, traces only its objective.
     """
     def build(shareable: bool) -> CompiledLoop:
@@ -399,7 +391,7 @@ def _compiled_loop(objective, key, algorithm, jit_compile, x0):
         hash(key)
     except TypeError:  # unhashable option values: build afresh
         return build(shareable=False)
-    cache = objective.__dict__.setdefault("_loop_cache", {})
+    cache = objective.loops
     if key not in cache:
         cache[key] = (algorithm, build(shareable=True))
     return cache[key][1]
@@ -407,166 +399,3 @@ def _compiled_loop(objective, key, algorithm, jit_compile, x0):
 
 def _resolve(fun: Any, x0: Any, loss: Any, objective_options: dict[str, Any]) -> Any:
     return resolve_problem(fun, x0, loss=loss, objective_options=objective_options)
-
-
-def _spans_processes(strategy: Any) -> bool:
-    """True when ``strategy``'s replicas live in several processes (MultiWorkerMirrored over
-    a cluster, multi-host TPU): every process must then make the same compiled calls."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return False
-    spec = resolver.cluster_spec()
-    return sum(spec.num_tasks(job) for job in spec.jobs) > 1
-
-
-class _BlockSize:
-    """Iterations per compiled call: fixed, or (``steps_per_call=None`` without callbacks)
-    grown to about :data:`AUTO_BLOCK_SECONDS` per call from the time the calls take.
-
-    ``lockstep``: the replicas span processes. Sizes from each process's own clock differ
-    between processes, and calls of different lengths leave their collectives unmatched
-    (two loopback workers deadlocked with adaptive sizes), so the size is fixed at 1.
-    """
-
-    def __init__(self, steps_per_call: int | None, has_callbacks: bool,
-                 lockstep: bool = False) -> None:
-        self.fixed = steps_per_call if steps_per_call is not None else (
-            1 if has_callbacks or lockstep else None)
-        self.lockstep = lockstep  # every process must make the same calls: sizes never vary
-
-    def next(self, seconds: float, iterations: int, current: int,
-             remaining: float | None = None) -> int:
-        """The next block's size from the last one's ``seconds`` for ``iterations``; with
-        ``remaining`` seconds of a ``max_time``, no more iterations than fit in them."""
-        per_iteration = max(seconds / max(iterations, 1), 1e-6)
-        fitting = MAX_AUTO_BLOCK if remaining is None else max(1, int(remaining / per_iteration))
-        if self.fixed is not None:
-            return self.fixed if self.lockstep else min(self.fixed, fitting)
-        wanted = int(AUTO_BLOCK_SECONDS / per_iteration)
-        return max(1, min(MAX_AUTO_BLOCK, wanted, 2 * current, fitting))  # grow gradually
-
-
-def _run(problem, algorithm, loop, rule, reporter, initial_state, steps_per_call,
-         keeper, max_time=None, tier_key=None) -> OptimizeResult:
-    """``keeper``: the run's checkpoint (:func:`~flatvec.run_checkpoint.open_checkpoint`);
-    ``max_time``: seconds from the call's start after which no block is begun; ``tier_key``:
-    which earlier runs predict this one's length (:class:`~flatvec.tiers.TierPlan`)."""
-    objective = problem.objective
-    objective.reset_counters()
-    sizes = _BlockSize(steps_per_call, reporter.has_callbacks,
-                       _spans_processes(objective.strategy))
-    loop.set_block(sizes.fixed or 1)
-    t0 = time.perf_counter()
-    try:
-        if initial_state is not None:
-            x = objective.check_vector(tf.convert_to_tensor(initial_state.x), "initial_state.x")
-            info = loop.start(x, rule, initial_state)  # evaluated once more for the report
-        else:
-            info = loop.start(problem.x0, rule)
-        info = keeper.resume(loop, rule, info)  # a checkpoint's run, if its directory holds one
-    except BaseException:
-        # Interrupted (or failed) while tracing or evaluating the start point: nothing was
-        # accepted yet, so the variables go back to where they were.
-        if objective.space is not None:
-            objective.space.assign(problem.x0)
-        raise
-    values = info.values.numpy()  # the one host transfer per call
-    loop.set_block(keeper.block(loop.block, int(values[NIT_COLUMN])))
-    tiers = TierPlan(loop, tier_key, rule.max_iter, rule.max_eval, int(values[NIT_COLUMN]))
-    reasons = tuple(getattr(algorithm, "stop_reasons", ()))
-    status, reason = decode_status(int(values[STATUS_COLUMN]), reasons)
-
-    def point() -> tuple[np.ndarray, np.ndarray]:
-        carry = loop.carry()
-        return carry.state.x.numpy(), carry.state.g.numpy()
-
-    try:
-        reporter.begin(values, time.perf_counter() - t0, nit=int(values[NIT_COLUMN]))
-        elapsed = time.perf_counter() - t0
-        while status is Status.RUNNING:
-            rows = tiers.advance().values.numpy()  # the one host transfer per call
-            rows = rows[rows[:, NIT_COLUMN] >= 0]
-            before, elapsed = elapsed, time.perf_counter() - t0
-            keeper.after_block(int(rows[-1, NIT_COLUMN]))  # before callbacks: they see it saved
-            status, reason = decode_status(int(rows[-1, STATUS_COLUMN]), reasons)
-            stop = _report_rows(reporter, rows, values, before, elapsed, point)
-            values = rows[-1]
-            if stop and status is Status.RUNNING:
-                status = Status.STOPPED_BY_CALLBACK
-            remaining = None if max_time is None else max_time - elapsed
-            if remaining is not None and remaining <= 0 and status is Status.RUNNING:
-                status = Status.MAX_TIME
-            loop.set_block(keeper.block(
-                sizes.next(elapsed - before, len(rows), loop.block, remaining),
-                int(values[NIT_COLUMN])))
-    except KeyboardInterrupt:
-        status, reason = Status.INTERRUPTED, None
-    finally:
-        # Whatever happened, the variables end at the best accepted point.
-        carry = loop.carry()
-        if objective.space is not None:
-            objective.space.assign(carry.best_x)
-    keeper.finish()
-    tiers.finish(int(carry.nit.numpy()), cut_short=status in _LIMITS)
-    result = _result(carry, status, reason, objective, reporter.history,
-                     type(algorithm).__name__, loop.nonfinite.numpy(), rule.gtol)
-    note = getattr(algorithm, "result_note", None)
-    if note is not None:
-        result.message += " " + note(carry.state)
-    reporter.end(result)
-    return result
-
-
-# Statuses that end a run before it ends by itself.
-_LIMITS = (Status.MAX_ITER, Status.MAX_EVAL, Status.MAX_TIME, Status.STOPPED_BY_CALLBACK,
-           Status.INTERRUPTED)
-
-
-def _report_rows(reporter, rows, previous, before, after, point) -> bool:
-    """History for every row of a call; callbacks for its last. Times within the call are
-    interpolated by evaluation count (evaluations are most of an iteration's cost)."""
-    spent = max(rows[-1, NFEV_COLUMN] - previous[NFEV_COLUMN], 1.0)
-    for row in rows[:-1]:
-        share = (row[NFEV_COLUMN] - previous[NFEV_COLUMN]) / spent
-        reporter.record(row, int(row[NIT_COLUMN]), before + share * (after - before))
-    return reporter.iteration(rows[-1], int(rows[-1, NIT_COLUMN]), after, point)
-
-
-def _result(carry, status, reason, objective, history, method, nonfinite,
-            gtol) -> OptimizeResult:
-    """``reason``: the algorithm's own :class:`~flatvec.status.StopReason` when it stopped the
-    run (status ``ALGORITHM_STOP``; its message and success are the result's).
-    ``nonfinite``: the loop's counts of non-finite evaluations and products.
-
-    The result is at the best accepted point. A convergence status is kept only where it holds
-    there (:func:`flatvec.status.verdict_at_best`): a non-monotone method can meet its test
-    at an iterate above the best point it saw."""
-    best_x, best_g = carry.best_x.numpy(), carry.best_g.numpy()
-    best_f = float(carry.best_f.numpy())
-    verdict = verdict_at_best(
-        status, reason, gtol=gtol, best_f=best_f, best_g=best_g,
-        iterate_is_best=bool(np.array_equal(best_x, carry.state.x.numpy())),
-        iterate_f=float(carry.state.f.numpy()))
-    message = verdict.message
-    evaluations, products = (int(n) for n in nonfinite)
-    if evaluations or products:
-        nfev, nhev = int(objective.nfev.numpy()), int(objective.nhev.numpy())
-        message += (f" Non-finite results: {evaluations} of {nfev} evaluations"
-                    f"{f', {products} of {nhev} curvature products' if products else ''}.")
-    return OptimizeResult(
-        x=best_x,
-        fun=best_f,
-        jac=best_g,
-        nit=int(carry.nit.numpy()),
-        nfev=int(objective.nfev.numpy()),
-        njev=int(objective.njev.numpy()),
-        nhev=int(objective.nhev.numpy()),
-        status=verdict.scipy_code,
-        reason=verdict.reason,
-        success=verdict.success,
-        message=message,
-        nonfinite_evals=evaluations + products,
-        history=history,
-        state=carry.state,
-        method=method,
-    )

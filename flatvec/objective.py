@@ -5,34 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import keras
-import numpy as np
 import tensorflow as tf
 
-from flatvec import hessian_mode
-from flatvec.autograph import with_autograph
-from flatvec.curvature import ggn_matrix_terms, ggn_terms
-from flatvec.data import (
-    Batch,
+from flatvec._autograph import with_autograph
+from flatvec._objective import hessian_mode
+from flatvec._objective.data import (
     FullBatchData,
-    check_data_options,
     held_bytes,
-    largest_batch,
-    prepare_data,
 )
-from flatvec.data_checks import check_model_takes_data
-from flatvec.objective_checks import check_arity, check_function_options, check_scalar
-from flatvec.space import FlatParamSpace, _is_float_array
-from flatvec.sweep import (
+from flatvec._objective.model_terms import model_problem
+from flatvec._objective.objective_checks import check_arity, check_function_options, check_scalar
+from flatvec._objective.sweep import (
     Terms,
     Want,
-    add_terms,
     closure_terms,
-    differentiate,
-    loop_dataset,
-    loop_stacked,
-    zero_terms,
+    sweep_data,
 )
+from flatvec.space import FlatParamSpace, check_flat_vector
 
 __all__ = ["GaussNewtonSystem", "Objective", "ValueAndGradient"]
 
@@ -52,24 +41,10 @@ class GaussNewtonSystem(NamedTuple):
     matrix: tf.Tensor
 
 
-def _resolve_loss(loss: Any, model: Any) -> Callable[[Any, Any], tf.Tensor]:
-    """A function ``(y_true, y_pred) -> unreduced losses``."""
-    if loss is None:
-        loss = getattr(model, "loss", None)
-        if loss is None:
-            raise ValueError("loss: none given and the model was not compiled with a loss")
-    if isinstance(loss, str):
-        try:
-            loss = keras.losses.get(loss)
-        except ValueError as err:
-            raise ValueError(f"loss: unknown Keras loss name {loss!r}") from err
-    if isinstance(loss, keras.losses.Loss):
-        return loss.call  # unreduced, keeping the object's options (from_logits, ...)
-    if callable(loss):
-        return loss
-    raise TypeError(
-        f"loss: expected a Keras loss name or object or a callable, got {type(loss).__name__}"
-    )
+# The subclasses the constructors build, by form: each registers itself where it is defined
+# (``class ResidualObjective(Objective, form="residuals")``), so that this module, which they
+# import, imports none of them (flatvec/__init__.py imports them all).
+_FORMS: dict[str, type] = {}
 
 
 class Objective:
@@ -86,6 +61,11 @@ class Objective:
     Hessian-vector products are forward-over-reverse (``tf.autodiff.ForwardAccumulator`` around
     a ``tf.GradientTape``): one extra forward pass, no second backward pass.
     """
+
+    def __init_subclass__(cls, form: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if form is not None:
+            _FORMS[form] = cls
 
     def __init__(
         self,
@@ -115,6 +95,10 @@ class Objective:
             self.njev = tf.Variable(0, dtype=tf.int64, trainable=False, name="njev")
             self.nhev = tf.Variable(0, dtype=tf.int64, trainable=False, name="nhev")
         self._compiled: dict[str, Any] = {}
+        self._xla_functions: set[str] = set()
+        # The driver's compiled loops on this objective, by algorithm, options and XLA
+        # (flatvec.driver): later calls with any tolerances and limits trace nothing.
+        self.loops: dict[Any, Any] = {}
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -161,10 +145,8 @@ class Objective:
         >>> float(obj.value_and_gradient(x)[0]), obj.gauss_newton_product(x, x).numpy().tolist()
         (2.5, [0.0, 4.0])
         """
-        from flatvec.residuals import ResidualObjective
-
         check_function_options(fun, dtype, size)
-        return ResidualObjective(fun, dtype=dtype, size=size, jit_compile=jit_compile)
+        return _FORMS["residuals"](fun, dtype=dtype, size=size, jit_compile=jit_compile)
 
     @classmethod
     def from_closure(
@@ -217,10 +199,8 @@ class Objective:
         >>> float(obj.value_and_gradient(tf.constant([0.0, 1.0], tf.float64))[0])
         18.5
         """
-        from flatvec.residual_closure import ResidualClosureObjective
-
-        return ResidualClosureObjective(residual_fn, variables, weights=weights, dtype=dtype,
-                                        allow_unused=allow_unused, jit_compile=jit_compile)
+        return _FORMS["residual_closure"](residual_fn, variables, weights=weights, dtype=dtype,
+                                          allow_unused=allow_unused, jit_compile=jit_compile)
 
     @classmethod
     def from_model(
@@ -274,78 +254,11 @@ class Objective:
             Materialize the dataset once (True), stream it every evaluation (False), or decide
             by size (None, default: up to 1 GiB is materialized).
         """
-        if not (hasattr(model, "trainable_variables") and callable(model)):
-            raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
-        if not model.built:
-            raise ValueError("model: is not built; call it once or build it before optimizing")
-        check_data_options(batch_size, training, in_memory)
-        loss_fn = with_autograph(_resolve_loss(loss, model))
-        space = FlatParamSpace(model, dtype=dtype)
-        strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
-        strategy = strategy or _model_strategy(model)
-        data = prepare_data(
-            dataset,
-            batch_size=batch_size,
-            in_memory=False if strategy is not None else in_memory,
-        )
-        if strategy is None:
-            probe_data = data
-        else:
-            # Under a strategy the loss may read the replica context, which an eager probe
-            # outside strategy.run lacks: there, errors come from the first trace.
-            probe_data = None
-            data = data._replace(dataset=strategy.experimental_distribute_dataset(data.dataset))
-
-        def data_loss(batch: Batch, y_pred: Any) -> tuple[tf.Tensor, tf.Tensor]:
-            """The batch's weighted loss sum and element count (no regularization)."""
-            losses = tf.cast(loss_fn(batch.y, y_pred), space.dtype)
-            n = tf.cast(tf.shape(tf.nest.flatten(batch.x)[0])[0], space.dtype)
-            if losses.shape.rank == 0:
-                if batch.sample_weight is not None:
-                    raise ValueError(
-                        "loss: returned a scalar, so sample weights cannot be applied; "
-                        "return per-sample losses"
-                    )
-                # An empty batch (a replica's share of a small last batch) has a NaN mean.
-                loss_sum, count = tf.math.multiply_no_nan(losses, n), n
-            else:
-                if batch.sample_weight is not None:
-                    losses = losses * _broadcast_weights(batch.sample_weight, losses, space.dtype)
-                loss_sum = tf.reduce_sum(losses)
-                count = tf.cast(tf.size(losses), space.dtype)
-            return loss_sum, count
-
-        def regularization() -> tf.Tensor:
-            # Read after the batch's forward pass (activity regularizers belong to it).
-            if not model.losses:
-                return tf.zeros([], space.dtype)
-            return tf.cast(tf.add_n(model.losses), space.dtype)
-
-        def batch_loss(batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
-            loss_sum, count = data_loss(batch, model(batch.x, training=training))
-            # Regularization enters each batch weighted by its share, so the total is counted
-            # once whatever the batching.
-            return loss_sum + count * regularization(), count
-
-        def terms(batch: Batch, want: Want) -> Terms:
-            if want.matrix:
-                return ggn_matrix_terms(space, lambda: model(batch.x, training=training),
-                                        lambda y_pred: data_loss(batch, y_pred), regularization,
-                                        allow_unused)
-            if want.ggn:
-                return ggn_terms(space, lambda: model(batch.x, training=training),
-                                 lambda y_pred: data_loss(batch, y_pred), regularization,
-                                 want.tangents, allow_unused)
-            return differentiate(space, lambda: batch_loss(batch), want, allow_unused)
-
-        ggn_rows = None
-        if probe_data is not None:
-            outputs_per_sample = check_model_takes_data(model, probe_data, loss_fn, data_loss)
-            batch_rows = largest_batch(probe_data)
-            if batch_rows is not None:
-                ggn_rows = batch_rows * outputs_per_sample
-        return cls(space=space, dtype=space.dtype, size=space.size, terms=terms, data=data,
-                   strategy=strategy, jit_compile=jit_compile, ggn_rows=ggn_rows)
+        problem = model_problem(model, dataset, loss, batch_size=batch_size, training=training,
+                                in_memory=in_memory, dtype=dtype, allow_unused=allow_unused)
+        return cls(space=problem.space, dtype=problem.space.dtype, size=problem.space.size,
+                   terms=problem.terms, data=problem.data, strategy=problem.strategy,
+                   jit_compile=jit_compile, ggn_rows=problem.ggn_rows)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -463,7 +376,7 @@ class Objective:
 
         ``J`` is the Jacobian of the model's outputs, ``H_L`` the loss's Hessian in output space
         (PSD for MSE and cross-entropy, where ``G`` is the Fisher); see
-        :func:`flatvec.curvature.ggn_terms`. Model objectives here; residual objectives
+        :func:`flatvec._objective.curvature.ggn_terms`. Model objectives here; residual objectives
         (:meth:`from_residuals`) have their own ``JᵀJ v``.
         """
         self._require_gauss_newton("ggn_vp")
@@ -477,8 +390,8 @@ class Objective:
         ``G = Jᵀ H_L J`` (plus the regularization's Hessian) at ``x``, summed over the data like
         the gradient (one ``njev``: value and gradient come with the Jacobian).
 
-        For small models (:func:`flatvec.curvature.ggn_matrix_terms`: ``[n, rows]`` memory per
-        batch); residual objectives have their own ``JᵀJ``.
+        For small models (:func:`flatvec._objective.curvature.ggn_matrix_terms`: ``[n, rows]``
+        memory per batch); residual objectives have their own ``JᵀJ``.
         """
         self._require_gauss_newton("ggn_matrix")
         self.njev.assign_add(1)
@@ -518,43 +431,29 @@ class Objective:
                     candidate.experimental_get_compiler_ir(
                         tf.TensorSpec(x.shape, x.dtype))(stage="hlo")
                     compiled = candidate
+                    self._xla_functions.add(name)
                 except Exception:  # noqa: BLE001 - any lowering failure: run it without XLA
                     pass
             self._compiled[name] = compiled
         return self._compiled[name]
 
+    def uses_xla(self, name: str) -> bool:
+        """Whether the function traced once under ``name`` (``"ggn_matrix_body"``: the dense
+        Gauss-Newton matrix) is compiled by XLA (where XLA could lower it)."""
+        return name in self._xla_functions
+
     def _sweep(self, want: Want) -> Terms:
         """Sum batch terms over the whole data and normalize: ``(f, g[, Hv])``."""
-        data = self._data
-        if data is None:  # closure: a single "batch"
-            return self._terms(None, want)
-        run = self._terms_on_replicas if self._strategy is not None else self._terms
-        if data.batches is not None:
-            total = add_terms([run(b, want) for b in data.batches])
-        else:
-            total = zero_terms(self._dtype, self._size, want)
-            if data.stacked is not None:
-                total = loop_stacked(lambda b: run(b, want), data.stacked, total)
-                if data.tail is not None:
-                    total = add_terms([total, run(data.tail, want)])
-            else:
-                total = loop_dataset(lambda b: run(b, want), data.dataset, total)
-        inv = 1.0 / total.count
-        return Terms(total.loss_sum * inv, total.count, total.grad * inv, total.hvp * inv)
-
-    def _terms_on_replicas(self, batch: Batch, want: Want) -> Terms:
-        strategy = self._strategy
-        per_replica = strategy.run(self._terms, args=(batch, want))
-        return tf.nest.map_structure(
-            lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), per_replica
-        )
+        return sweep_data(self._terms, self._data, want, dtype=self._dtype, size=self._size,
+                          strategy=self._strategy)
 
     # ------------------------------------------------------------------ compiled oracles
-    def _compiled_method(self, method: str) -> Any:
-        """One compiled function per traceable method (``"__call__"``, ``"value"``, ``"hvp"``,
-        ``"ggn_vp"``, ``"ggn_matrix"``, a residual objective's ``"residuals"``, ...): what the
-        compiled API below, the driver's iteration (``flatvec.oracle.CompiledCalls``) and graph
-        sharing all call, so each traces once."""
+    def compiled(self, method: str) -> Any:
+        """The compiled function (``tf.function``) of a traceable method (``"__call__"``,
+        ``"value"``, ``"hvp"``, ``"ggn_vp"``, ``"ggn_matrix"``, a residual objective's
+        ``"residuals"``, ...), one per method: what the compiled API below, the driver's
+        iteration (``flatvec.oracle.CompiledCalls``) and graph sharing all call, so each traces
+        once (``compiled(m).experimental_get_tracing_count()`` counts its traces)."""
         if method not in self._compiled:
             jit = self._jit_compile and not self.streams_data
             self._compiled[method] = tf.function(getattr(self, method), jit_compile=jit or None,
@@ -563,61 +462,26 @@ class Objective:
 
     def value_and_gradient(self, x: Any) -> ValueAndGradient:
         """Compiled ``(f, g)`` at ``x`` (see ``__call__``)."""
-        return self._compiled_method("__call__")(self.check_vector(x, "x"))
+        return self.compiled("__call__")(self.check_vector(x, "x"))
 
     def hessian_vector_product(self, x: Any, v: Any) -> tf.Tensor:
         """Compiled ``∇²f(x) v`` (see :meth:`hvp`)."""
-        return self._compiled_method("hvp")(
+        return self.compiled("hvp")(
             self.check_vector(x, "x"), self.check_vector(v, "v")
         )
 
     def gauss_newton_product(self, x: Any, v: Any) -> tf.Tensor:
         """Compiled ``G v`` (see :meth:`ggn_vp`)."""
-        return self._compiled_method("ggn_vp")(
+        return self.compiled("ggn_vp")(
             self.check_vector(x, "x"), self.check_vector(v, "v")
         )
 
     def gauss_newton_matrix(self, x: Any) -> GaussNewtonSystem:
         """Compiled ``(f, g, G)`` (see :meth:`ggn_matrix`)."""
-        return self._compiled_method("ggn_matrix")(self.check_vector(x, "x"))
+        return self.compiled("ggn_matrix")(self.check_vector(x, "x"))
 
     def check_vector(self, x: Any, name: str) -> tf.Tensor:
         """Validate a flat vector argument against this objective's size and dtype."""
         if self._space is not None:
-            return self._space._check_vector(x, name)
-        if isinstance(x, (tf.Tensor, tf.Variable)):
-            if x.dtype != self._dtype:
-                raise TypeError(
-                    f"{name}: expected dtype {self._dtype.name}, got {x.dtype.name}; cast it first"
-                )
-        else:  # arrays and lists are cast, as FlatParamSpace does
-            arr = np.asarray(x)
-            if not _is_float_array(arr):
-                raise TypeError(f"{name}: expected a floating vector, got dtype {arr.dtype}")
-            x = tf.cast(tf.convert_to_tensor(arr), self._dtype)
-        if x.shape.rank != 1:
-            raise ValueError(f"{name}: expected a 1-D vector, got shape {x.shape}")
-        if self._size is not None and x.shape[0] != self._size:
-            raise ValueError(f"{name}: expected length {self._size}, got {x.shape[0]}")
-        return x
-
-
-# ---------------------------------------------------------------------- helpers
-def _broadcast_weights(weights: Any, losses: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    weights = tf.cast(weights, dtype)
-    if weights.shape.rank is not None and losses.shape.rank is not None:
-        if weights.shape.rank > losses.shape.rank:
-            weights = tf.reshape(weights, tf.shape(losses))
-        while weights.shape.rank < losses.shape.rank:
-            weights = weights[..., None]
-    return weights
-
-
-def _model_strategy(model: Any) -> tf.distribute.Strategy | None:
-    """The strategy whose scope created the model's variables, if it is not the default."""
-    for v in model.trainable_variables:
-        var = getattr(v, "value", v)
-        strategy = getattr(var, "_distribute_strategy", None)
-        if strategy is not None:
-            return strategy
-    return None
+            return self._space.check_vector(x, name)
+        return check_flat_vector(x, name, self._dtype, self._size)

@@ -149,7 +149,7 @@ class Oracle:
         return self._product(self._check("residuals", "needs_residuals", "vjp")(x, u))
 
 
-# The objective's traceable methods (``Objective._compiled_method`` compiles each once).
+# The objective's traceable methods (``Objective.compiled`` compiles each once).
 _TRACEABLE = frozenset({"__call__", "value", "hvp", "ggn_vp", "ggn_matrix", "residuals",
                         "jacobian", "jvp", "vjp"})
 
@@ -167,9 +167,9 @@ class CompiledCalls:
         self._objective = objective
 
     def __call__(self, x: tf.Tensor) -> Any:
-        return self._objective._compiled_method("__call__")(x)
+        return self._objective.compiled("__call__")(x)
 
     def __getattr__(self, name: str) -> Any:
         if name in _TRACEABLE and hasattr(self._objective, name):
-            return self._objective._compiled_method(name)
+            return self._objective.compiled(name)
         return getattr(self._objective, name)

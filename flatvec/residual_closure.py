@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from flatvec.autograph import with_autograph
+from flatvec._autograph import with_autograph
+from flatvec._objective.objective_checks import check_arity
+from flatvec._objective.sweep import closure_terms
 from flatvec.objective import GaussNewtonSystem, Objective
-from flatvec.objective_checks import check_arity
 from flatvec.space import FlatParamSpace
-from flatvec.sweep import closure_terms
 
 __all__ = ["ResidualClosureObjective", "check_weights"]
 
@@ -46,9 +46,10 @@ def check_weights(weights: Any) -> Any:
     return tuple(float(w) for w in values)
 
 
-class ResidualClosureObjective(Objective):
+class ResidualClosureObjective(Objective, form="residual_closure"):
     r""":math:`f = \tfrac12 \|r\|^2` of a closure ``residual_fn()`` over ``variables``, with
-    the Gauss-Newton products and matrix of :class:`~flatvec.residuals.ResidualObjective`.
+    the Gauss-Newton products and matrix of
+    :class:`~flatvec.residuals.ResidualObjective`.
 
     Build it with :meth:`flatvec.Objective.from_residual_closure`."""
 

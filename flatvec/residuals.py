@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from flatvec.autograph import with_autograph
+from flatvec._autograph import with_autograph
 from flatvec.objective import GaussNewtonSystem, Objective
 
 __all__ = ["ResidualObjective", "residuals_and_jacobian"]
@@ -52,7 +52,7 @@ def residuals_and_jacobian(residual_fun: Callable[[tf.Tensor], tf.Tensor], x: tf
     return r, tape.jacobian(r, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
-class ResidualObjective(Objective):
+class ResidualObjective(Objective, form="residuals"):
     r"""The objective :math:`f(x) = \tfrac12 \|r(x)\|^2` of a residual function ``r``.
 
     Besides what every :class:`~flatvec.Objective` offers (value, gradient

@@ -9,8 +9,9 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from flatvec.problem import Problem
-from flatvec.reporting import RunReporter
+from flatvec._run.problem import Problem
+from flatvec._run.record import IterationRecord
+from flatvec._run.reporting import RunReporter
 from flatvec.result import OptimizeResult
 from flatvec.status import Status
 
@@ -97,11 +98,13 @@ def minimize_with_scipy(
         state["nit"] += 1
         x = np.asarray(intermediate_result.x)
         fun(x)  # served from the cache unless the accepted point was not the last evaluated
-        counts = [int(c.numpy()) for c in (objective.nfev, objective.njev, objective.nhev)]
-        values = np.array([last["f"], np.max(np.abs(last["g"])), np.nan, *counts])
+        nfev, njev, nhev = (int(c.numpy()) for c in (objective.nfev, objective.njev,
+                                                      objective.nhev))
+        record = IterationRecord(last["f"], float(np.max(np.abs(last["g"]))), np.nan, nfev,
+                                 njev, nhev, state["nit"], int(Status.RUNNING))
         point = (x, last["g"])
         elapsed = time.perf_counter() - t0
-        if reporter.iteration(values, state["nit"], elapsed, lambda: point):
+        if reporter.iteration(record, elapsed, lambda: point):
             state["stop"] = True
             raise StopIteration  # SciPy >= 1.11 ends the run cleanly on StopIteration
         if max_time is not None and elapsed >= max_time:
@@ -111,8 +114,8 @@ def minimize_with_scipy(
     objective.reset_counters()
     x0 = problem.x0.numpy().astype(np.float64)
     f0, g0 = fun(x0)
-    reporter.begin(np.array([f0, np.max(np.abs(g0)), 0.0, 1.0, 1.0, 0.0]),
-                   time.perf_counter() - t0)
+    reporter.begin(IterationRecord(f0, float(np.max(np.abs(g0))), 0.0, 1, 1, 0, 0,
+                                   int(Status.RUNNING)), time.perf_counter() - t0)
     status = Status.RUNNING
     try:
         raw = scipy.optimize.minimize(

@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["FlatParamSpace", "VariableSlot", "backing_variable"]
+from flatvec._tf.variables import backing_variable
+
+__all__ = ["FlatParamSpace", "VariableSlot", "check_flat_vector"]
 
 
 class VariableSlot(NamedTuple):
@@ -55,18 +57,6 @@ def _as_variable_list(model_or_variables: Any) -> list[tf.Variable]:
 
 def _is_keras_variable(v: Any) -> bool:
     return hasattr(v, "value") and hasattr(v, "assign") and hasattr(v, "shape")
-
-
-def backing_variable(v: Any) -> Any:
-    """The tf.Variable behind a Keras 3 variable (for identity, tapes and fast reads).
-
-    ``KerasVariable.value`` returns a *cast copy* inside a mixed-precision autocast scope, so the
-    stored ``_value`` is preferred when it is a ``tf.Variable``.
-    """
-    if isinstance(v, tf.Variable):
-        return v
-    stored = getattr(v, "_value", None)
-    return stored if isinstance(stored, tf.Variable) else v.value
 
 
 def _float_dtype(v: Any, name: str) -> tf.DType:
@@ -215,7 +205,7 @@ class FlatParamSpace:
 
     def unpack(self, x: Any) -> list[tf.Tensor]:
         """Split a 1-D vector into tensors of the variables' shapes and dtypes."""
-        x = self._check_vector(x, "x")
+        x = self.check_vector(x, "x")
         pieces = tf.split(x, self._sizes) if len(self._sizes) > 1 else [x]
         return [
             tf.cast(tf.reshape(p, slot.shape), slot.dtype) for p, slot in zip(pieces, self._layout)
@@ -231,28 +221,35 @@ class FlatParamSpace:
             v.assign(p)
 
     # ------------------------------------------------------------------ checks
-    def _check_vector(self, x: Any, name: str) -> tf.Tensor:
-        if isinstance(x, (tf.Tensor, tf.Variable)):
-            if not x.dtype.is_floating:
-                raise TypeError(f"{name}: expected a floating vector, got dtype {x.dtype.name}")
-            if x.dtype != self._dtype:
-                raise TypeError(
-                    f"{name}: expected dtype {self._dtype.name} (the space's dtype), "
-                    f"got {x.dtype.name}; cast it first"
-                )
-        else:
-            arr = np.asarray(x)
-            if not _is_float_array(arr):
-                raise TypeError(f"{name}: expected a floating vector, got dtype {arr.dtype}")
-            # Arrays (unlike tensors) are cast: NumPy defaults to float64 whatever the space.
-            x = tf.cast(tf.convert_to_tensor(arr), self._dtype)
-        if x.shape.rank is not None and x.shape.rank != 1:
-            raise ValueError(f"{name}: expected a 1-D vector, got shape {x.shape}")
-        if x.shape[0] is not None and x.shape[0] != self._size:
-            raise ValueError(
-                f"{name}: expected length {self._size} (the space's size), got {x.shape[0]}"
-            )
-        return x
+    def check_vector(self, x: Any, name: str) -> tf.Tensor:
+        """``x`` as a vector of this space (arrays cast to its dtype), or a ``TypeError`` /
+        ``ValueError`` naming ``name`` (see :func:`check_flat_vector`)."""
+        return check_flat_vector(x, name, self._dtype, self._size, whose="the space's")
+
+
+def check_flat_vector(x: Any, name: str, dtype: tf.DType, size: int | None, *,
+                      whose: str = "") -> tf.Tensor:
+    """``x`` as a 1-D ``dtype`` tensor of length ``size`` (None: any), or an error naming
+    ``name``: tensors must have ``dtype`` already; arrays and lists are cast (NumPy defaults to
+    float64 whatever the problem). ``whose`` names the owner of the expected dtype and size in
+    the messages (``"the space's"``)."""
+    owner = (lambda what: f" ({whose} {what})") if whose else (lambda what: "")
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        if not x.dtype.is_floating:
+            raise TypeError(f"{name}: expected a floating vector, got dtype {x.dtype.name}")
+        if x.dtype != dtype:
+            raise TypeError(f"{name}: expected dtype {dtype.name}{owner('dtype')}, "
+                            f"got {x.dtype.name}; cast it first")
+    else:
+        arr = np.asarray(x)
+        if not _is_float_array(arr):
+            raise TypeError(f"{name}: expected a floating vector, got dtype {arr.dtype}")
+        x = tf.cast(tf.convert_to_tensor(arr), dtype)
+    if x.shape.rank is not None and x.shape.rank != 1:
+        raise ValueError(f"{name}: expected a 1-D vector, got shape {x.shape}")
+    if size is not None and x.shape[0] is not None and x.shape[0] != size:
+        raise ValueError(f"{name}: expected length {size}{owner('size')}, got {x.shape[0]}")
+    return x
 
 
 def _is_float_array(arr: np.ndarray) -> bool:

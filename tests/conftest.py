@@ -63,3 +63,22 @@ def make_mlp():
         return keras.Sequential(layers)
 
     return build
+
+
+# ---------------------------------------------------------------------- private API switch
+PRIVATE_TF_ON = os.environ.get("FLATVEC_PRIVATE_TF", "1") != "0"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "private_tf: tests a private TensorFlow/Keras contact itself (flatvec/_tf); "
+        "skipped when FLATVEC_PRIVATE_TF=0, where the public fallbacks run")
+
+
+def pytest_collection_modifyitems(config, items):
+    if PRIVATE_TF_ON:
+        return
+    skip = pytest.mark.skip(reason="tests a private TF/Keras contact; FLATVEC_PRIVATE_TF=0")
+    for item in items:
+        if "private_tf" in item.keywords:
+            item.add_marker(skip)

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flatvec
+from flatvec._run.loop import CompiledLoop
 from flatvec.keras import VectorOptimizer
-from flatvec.loop import CompiledLoop
 
 N, FEATURES, OUTPUTS = 12, 3, 2
 RNG = np.random.default_rng(0)

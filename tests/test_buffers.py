@@ -11,7 +11,8 @@ from problems import PROBLEMS
 
 import flatvec
 from flatvec import buffers
-from flatvec.loop import NIT_COLUMN, CompiledLoop, StopRule
+from flatvec._run.loop import CompiledLoop
+from flatvec._run.stopping import StopRule
 
 F64 = tf.float64
 ROSENBROCK = PROBLEMS["extended_rosenbrock_100"]
@@ -32,8 +33,7 @@ def _trajectory(loop: CompiledLoop, blocks: list[int]) -> tuple[np.ndarray, np.n
     rows = []
     for block in blocks:
         loop.set_block(block)
-        values = loop.advance().values.numpy()
-        rows.append(values[values[:, NIT_COLUMN] >= 0])
+        rows.append(np.array(loop.advance().records()))
     return np.concatenate(rows), loop.carry().state.x.numpy()
 
 
@@ -72,6 +72,12 @@ def test_write_rows_writes_the_row_only_where_kept(mode, keep, read):
     np.testing.assert_array_equal(got, expected)
 
 
+def _library_ops(loop) -> set[str]:
+    """The ops of the functions the loop's iteration graph calls (its loop body among them)."""
+    graph_def = loop.advance_function.get_concrete_function().graph.as_graph_def()
+    return {node.op for f in graph_def.library.function for node in f.node_def}
+
+
 def test_the_xla_iteration_copies_no_buffer():
     # XLA writes a loop's buffer in place only where the dataflow puts the write after every
     # read of the old rows (flatvec.buffers._after_reads); else it copied each [m, n] buffer
@@ -79,7 +85,7 @@ def test_the_xla_iteration_copies_no_buffer():
     loop = _loop(memory=4, jit_compile=True)
     loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))
     loop.advance()
-    hlo = loop._advance.experimental_get_compiler_ir()(stage="optimized_hlo")
+    hlo = loop.advance_function.experimental_get_compiler_ir()(stage="optimized_hlo")
     shape = f"f64[4,{X0.size}]"
     assert shape in hlo
     copies = [line for line in hlo.splitlines() if f"= {shape}" in line and " copy(" in line]
@@ -89,25 +95,26 @@ def test_the_xla_iteration_copies_no_buffer():
 def test_the_compiled_iteration_writes_rows_in_place():
     loop = _loop()
     loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))
-    assert loop._carry_shared.numpy()  # the start's tensors may be held elsewhere
+    assert loop.buffers_shared  # the start's tensors may be held elsewhere
     loop.advance()
-    assert not loop._carry_shared.numpy()  # nothing read since: the next block owns them
-    ops = {node.op for f in loop._advance_concrete.graph.as_graph_def().library.function
-           for node in f.node_def}
+    assert not loop.buffers_shared  # nothing read since: the next block owns them
+    ops = _library_ops(loop)
     assert "InplaceUpdate" in ops
     loop.carry()
-    assert loop._carry_shared.numpy()
+    assert loop.buffers_shared
 
 
 def test_in_place_writes_give_the_iterates_of_copying_writes(monkeypatch):
     # Blocks of several sizes: each block's first write copies, the others are in place.
+    # TensorFlow's default graph options in both runs (the switch below turns the lean ones
+    # off too, which round differently): the writes are all that differ.
+    monkeypatch.setenv("FLATVEC_LEAN_GRAPHS", "0")
     blocks = [1, 3, 5, 8, 13]
     in_place = _trajectory(_loop(), blocks)
-    monkeypatch.setattr(buffers, "_RAW_OPS", False)
+    monkeypatch.setenv("FLATVEC_PRIVATE_TF", "0")  # the public fallback: a copy per write
     copying_loop = _loop()
     copying = _trajectory(copying_loop, blocks)
-    ops = {node.op for f in copying_loop._advance_concrete.graph.as_graph_def().library.function
-           for node in f.node_def}
+    ops = _library_ops(copying_loop)
     assert "InplaceUpdate" not in ops
     assert in_place[0].shape[0] == sum(blocks)
     for a, b in zip(in_place, copying):

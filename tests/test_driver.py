@@ -12,7 +12,8 @@ import scipy.optimize
 import tensorflow as tf
 
 import flatvec
-from flatvec import Status, graph_reuse
+from flatvec import Status
+from flatvec._tf import graph_reuse
 
 WEIGHTS = np.arange(1.0, 6.0)
 TARGET = np.array([3.0, -1.0, 0.5, 2.0, -2.0])
@@ -141,13 +142,13 @@ def test_steps_per_call_follows_the_same_trajectory():
 
 def test_blocks_of_iterations_keep_the_trajectory_and_every_iteration_in_history(monkeypatch):
     calls = []
-    advance = flatvec.loop.CompiledLoop.advance
+    advance = flatvec._run.loop.CompiledLoop.advance
 
     def counted(self):
         calls.append(1)
         return advance(self)
 
-    monkeypatch.setattr(flatvec.loop.CompiledLoop, "advance", counted)
+    monkeypatch.setattr(flatvec._run.loop.CompiledLoop, "advance", counted)
     x0 = np.array([-1.2, 1.0])
     kwargs = dict(gtol=1e-8)
     one = flatvec.minimize(rosen, x0, "lbfgs", steps_per_call=1, **kwargs)

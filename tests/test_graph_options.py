@@ -13,8 +13,10 @@ from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 
 import flatvec
-from flatvec import graph_options, graph_reuse
-from flatvec.loop import CompiledLoop, StopRule
+from flatvec._run.loop import CompiledLoop
+from flatvec._run.stopping import StopRule
+from flatvec._tf import call_options as graph_options
+from flatvec._tf import graph_reuse
 
 
 def _rewrite_options() -> rewriter_config_pb2.RewriterConfig:
@@ -92,7 +94,7 @@ def test_the_iteration_calls_the_objective_instead_of_inlining_it():
     loop = CompiledLoop(flatvec.get_algorithm("lbfgs"), objective, jit_compile=False)
     loop.start(objective.space.get(), StopRule(1e-9, 0.0, 3, 0))
     loop.advance()
-    calls = list(_call_nodes(loop._advance_concrete.graph.as_graph_def()))
-    vg = objective._compiled_method("__call__").get_concrete_function(
+    calls = list(_call_nodes(loop.advance_function.get_concrete_function().graph.as_graph_def()))
+    vg = objective.compiled("__call__").get_concrete_function(
         tf.TensorSpec([objective.space.size], tf.float64))
     assert [node.attr["f"].func.name for node in calls] == [vg.name.decode()]

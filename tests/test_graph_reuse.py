@@ -9,13 +9,15 @@ import pytest
 import tensorflow as tf
 
 import flatvec
-from flatvec import driver, graph_reuse, tiers
-from flatvec.algorithm import Algorithm
+from flatvec import driver
+from flatvec._run import tiers
+from flatvec._tf import graph_reuse
+from flatvec.protocol import Algorithm
 
 
 @pytest.fixture(autouse=True)
 def no_templates(monkeypatch):
-    # Sharing concerns compiled loops: short runs here stay compiled (see flatvec.tiers).
+    # Sharing concerns compiled loops: short runs here stay compiled (see flatvec._run.tiers).
     monkeypatch.setattr(tiers, "ENABLED", False)
     graph_reuse.clear()
     yield
@@ -39,9 +41,8 @@ def loops(monkeypatch):
 def _traces(loop) -> int:
     """Graphs the loop traced: its iteration, and its start where that is not run eagerly
     (curvature methods), counted as one with the iteration; an eager start is never traced."""
-    start = loop._start.experimental_get_tracing_count()
-    advance = loop._advance.experimental_get_tracing_count()
-    if loop._eager_start:
+    start, advance = loop.trace_counts
+    if loop.starts_eagerly:
         assert start == 0
     else:
         assert start == advance  # traced together, or shared together

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import flatvec
-from flatvec import hessian_mode
+from flatvec._objective import hessian_mode
 
 F64 = tf.float64
 X = np.array([0.9, -1.3, 0.4])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import flatvec
 from flatvec import Status
-from flatvec.algorithm import UpdateRule
+from flatvec.protocol import UpdateRule
 
 F64 = tf.float64
 GTOL = 1e-6

@@ -133,14 +133,14 @@ def test_embedding_indexed_slices_match_sgd():
         )
 
     seen = []
-    original = VectorOptimizer._distributed_tf_update_step
+    original = VectorOptimizer.update_vector
 
-    def spy(self, distribution, grads_and_vars, learning_rate):
-        seen.extend(type(g) for g, _ in grads_and_vars)
-        return original(self, distribution, grads_and_vars, learning_rate)
+    def spy(self, anchor, grads, learning_rate):
+        seen.extend(type(g) for g in grads)
+        return original(self, anchor, grads, learning_rate)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(VectorOptimizer, "_distributed_tf_update_step", spy)
+        mp.setattr(VectorOptimizer, "update_vector", spy)
         assert_same_as_sgd(model, tokens, labels, {"learning_rate": 0.5, "momentum": 0.9})
     assert tf.IndexedSlices in seen, "the embedding gradient did not arrive as IndexedSlices"
 
@@ -219,7 +219,7 @@ def test_mirrored_strategy_matches_sgd_and_replicas_agree():
 # ---------------------------------------------------------------------- tracing
 def test_train_step_traces_once(digits):
     calls = []
-    original = VectorOptimizer._update_vector
+    original = VectorOptimizer.update_vector
 
     def spy(self, *args):
         calls.append(1)  # runs only while tracing in graph mode
@@ -227,7 +227,7 @@ def test_train_step_traces_once(digits):
 
     model = digits_mlp()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(VectorOptimizer, "_update_vector", spy)
+        mp.setattr(VectorOptimizer, "update_vector", spy)
         fit(model, VectorOptimizer("gd", learning_rate=0.05, momentum=0.9), *digits, epochs=1)
         after_first = len(calls)
         model.fit(*digits, batch_size=32, epochs=3, shuffle=False, verbose=0)
@@ -463,7 +463,10 @@ def test_hook_check_fails_loudly_when_keras_changes(monkeypatch):
 
     monkeypatch.setattr(TFOptimizer, "_backend_update_step", update_without_hook)
     with pytest.raises(KerasHookError, match="no longer calls _distributed_tf_update_step"):
-        VectorOptimizer("gd")
+        check_keras_update_hook()
+    # The optimizer warns and takes Keras' public update_step route instead of refusing.
+    with pytest.warns(UserWarning, match="no longer calls .* public update_step"):
+        assert not VectorOptimizer("gd").uses_private_hook
     monkeypatch.undo()
 
     def renamed(self, strategy, grads_and_vars, lr):
@@ -477,18 +480,44 @@ def test_hook_check_fails_loudly_when_keras_changes(monkeypatch):
         check_keras_update_hook()
 
 
-def test_update_fails_loudly_if_keras_bypasses_the_hook(monkeypatch):
+def _momentum_steps(variables, steps=3):
+    optimizer = VectorOptimizer("gd", learning_rate=0.1, momentum=0.9)
+    grads = [tf.constant([1.0, -2.0, 0.5]), None, tf.constant([3.0, 1.0])]
+    for _ in range(steps):
+        optimizer.apply(grads, variables)
+    return optimizer, [v.numpy() for v in variables]
+
+
+def _variables():
+    return [keras.Variable(np.ones(3, "float32")), keras.Variable(np.ones(4, "float32")),
+            keras.Variable(np.ones(2, "float32"))]
+
+
+def test_the_public_route_is_the_hook_route(monkeypatch):
+    # Heavy-ball momentum in closed form: v <- 0.9 v + g, x <- x - 0.1 v; a variable without
+    # a gradient (None) does not move (its gradient counts as zero, its velocity stays 0).
+    hooked, through_hook = _momentum_steps(_variables())
+    assert hooked.uses_private_hook
+    monkeypatch.setenv("FLATVEC_PRIVATE_TF", "0")
+    public, through_update_step = _momentum_steps(_variables())
+    assert not public.uses_private_hook
+    g = np.array([1.0, -2.0, 0.5, 0, 0, 0, 0, 3.0, 1.0])
+    velocity, x = np.zeros(9), np.ones(9)
+    for _ in range(3):
+        velocity = 0.9 * velocity + g
+        x = x - 0.1 * velocity
+    for values in (through_hook, through_update_step):
+        np.testing.assert_allclose(np.concatenate(values), x, rtol=1e-6)
+
+
+def test_a_keras_that_bypasses_the_hook_still_gets_whole_vector_updates(monkeypatch):
     from keras.src.backend.tensorflow.optimizer import TFOptimizer
     from keras.src.optimizers.base_optimizer import BaseOptimizer
 
-    variables = [keras.Variable(np.ones(3, "float32")), keras.Variable(np.ones(2, "float32"))]
-    optimizer = VectorOptimizer("gd", learning_rate=0.1)
-    optimizer.build(variables)
-    grads = [tf.ones(3), tf.ones(2)]
-    # A Keras that updated variable by variable (the generic loop) would reach update_step.
+    expected = _momentum_steps(_variables())[1]
+    # A Keras that updated variable by variable (the generic loop) reaches update_step.
     monkeypatch.setattr(TFOptimizer, "_backend_update_step", BaseOptimizer._backend_update_step)
-    with pytest.raises(KerasHookError, match="update_step"):
-        optimizer.apply(grads, variables)
-    monkeypatch.undo()
-    optimizer.apply(grads, variables)
-    np.testing.assert_allclose(variables[0].numpy(), 0.9)
+    with pytest.warns(UserWarning, match="public update_step"):
+        bypassed = _momentum_steps(_variables())[1]
+    for a, b in zip(expected, bypassed):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

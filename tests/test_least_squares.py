@@ -165,7 +165,7 @@ def test_a_residual_function_xla_cannot_lower_still_gets_its_matrix():
     h = 1e-6  # central differences of the residuals: an independent J
     fd = np.stack([(fun(x + h * e) - fun(x - h * e)).numpy() / (2 * h) for e in np.eye(4)], 1)
     np.testing.assert_allclose(matrix.numpy(), fd.T @ fd, rtol=1e-7, atol=1e-9)
-    assert not obj._compiled["ggn_matrix_body"]._jit_compile
+    assert not obj.uses_xla("ggn_matrix_body")
     res = flatvec.minimize(obj, x, "lm", gtol=1e-10)
     assert res.success and bool(res.state.dense)
 

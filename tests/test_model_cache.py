@@ -111,10 +111,10 @@ def test_datasets_are_matched_by_identity_and_the_cache_can_be_cleared(problem):
 
 def test_at_most_max_entries_objectives_are_kept(problem):
     model, x, y, weights, loss, traces = problem
-    for k in range(flatvec.model_cache.MAX_ENTRIES + 1):
+    for k in range(flatvec._objective.model_cache.MAX_ENTRIES + 1):
         _run(model, (x + k, y), loss, max_iter=1)
     traced = len(traces)
-    _run(model, (x + flatvec.model_cache.MAX_ENTRIES, y), loss, max_iter=1)  # the newest
+    _run(model, (x + flatvec._objective.model_cache.MAX_ENTRIES, y), loss, max_iter=1)  # the newest
     assert len(traces) == traced
     _run(model, (x, y), loss, max_iter=1)  # the oldest, dropped
     assert len(traces) > traced
@@ -157,7 +157,7 @@ def test_objectives_holding_much_data_are_not_kept(problem, monkeypatch):
     held = flatvec.Objective.from_model(model, (x, y), loss).data_bytes
     assert held == x.nbytes + y.nbytes  # the arrays, materialized once
     assert flatvec.Objective.from_model(model, (x, y), loss, in_memory=False).data_bytes == 0
-    monkeypatch.setattr(flatvec.model_cache, "MAX_CACHED_BYTES", held - 1)
+    monkeypatch.setattr(flatvec._objective.model_cache, "MAX_CACHED_BYTES", held - 1)
     _run(model, (x, y), loss, max_iter=1)
     traced = len(traces)
     _run(model, (x, y), loss, max_iter=1)

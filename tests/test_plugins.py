@@ -11,8 +11,8 @@ import tensorflow as tf
 from flatvec.algorithms.lbfgs import LBFGS
 
 import flatvec
-from flatvec.algorithm import UpdateRule
 from flatvec.keras import VectorOptimizer
+from flatvec.protocol import UpdateRule
 
 F64 = tf.float64
 

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 import flatvec
-from flatvec.algorithm import UpdateRule
 from flatvec.keras import VectorOptimizer
+from flatvec.protocol import UpdateRule
 
 
 class Velocity(NamedTuple):

@@ -357,7 +357,7 @@ def test_oracle_value_counts_only_function_evaluations():
     model = _net()
     obj = flatvec.Objective.from_model(model, (x, y), "mse", batch_size=16)
     w = obj.space.get()
-    f = obj._compiled_method("value")(w)
+    f = obj.compiled("value")(w)
     assert int(obj.nfev) == 1 and int(obj.njev) == 0
     f_ref, _ = obj.value_and_gradient(w)
     assert float(f) == pytest.approx(float(f_ref), rel=1e-14)

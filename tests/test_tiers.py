@@ -11,8 +11,9 @@ import tensorflow as tf
 from autograph_algorithm import ClippedGradientDescent
 
 import flatvec
-from flatvec import graph_reuse, tiers
-from flatvec.loop import CompiledLoop
+from flatvec._run import tiers
+from flatvec._run.loop import CompiledLoop
+from flatvec._tf import graph_reuse
 
 # Short enough to run eagerly under the default costs.
 SHORT = int(tiers.COMPILE_SECONDS / tiers.EAGER_ITERATION_SECONDS) // 2
@@ -29,7 +30,7 @@ def _x0(n: int = 10) -> tf.Tensor:
 @pytest.fixture
 def eager_calls(monkeypatch):
     """How many times advance_eagerly ran in the test (no loop shared from earlier tests: a
-    loop that can run shared compiled functions does, see flatvec.graph_reuse)."""
+    loop that can run shared compiled functions does, see flatvec._tf.graph_reuse)."""
     graph_reuse.clear()
     tiers.forget()
     calls = []

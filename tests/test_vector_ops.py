@@ -13,7 +13,8 @@ from problems import PROBLEMS
 
 import flatvec
 from flatvec import vector_ops
-from flatvec.loop import CompiledLoop, StopRule
+from flatvec._run.loop import CompiledLoop
+from flatvec._run.stopping import StopRule
 
 ROSENBROCK = PROBLEMS["extended_rosenbrock_100"]
 
@@ -59,7 +60,7 @@ def _advance_hlo(monkeypatch: pytest.MonkeyPatch, xla_form: bool) -> str:
     loop = CompiledLoop(flatvec.get_algorithm("lbfgs", memory=4), objective, jit_compile=True)
     loop.start(tf.constant(ROSENBROCK.x0), StopRule(0.0, 0.0, 1000, 0))
     loop.advance()
-    return loop._advance.experimental_get_compiler_ir()(stage="optimized_hlo")
+    return loop.advance_function.experimental_get_compiler_ir()(stage="optimized_hlo")
 
 
 @pytest.mark.parametrize("xla_form", [True, False])

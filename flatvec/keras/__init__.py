@@ -5,7 +5,7 @@ whose update sees all gradients and all trainable variables as one vector each. 
 need loss re-evaluations (L-BFGS, CG, BFGS) run through ``flatvec.minimize(model, dataset)``.
 """
 
-from flatvec.keras.hook import KerasHookError, check_keras_update_hook
+from flatvec._tf.keras_hook import KerasHookError, check_keras_update_hook
 from flatvec.keras.optimizer import VectorOptimizer
 
 __all__ = ["KerasHookError", "VectorOptimizer", "check_keras_update_hook"]

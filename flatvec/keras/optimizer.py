@@ -9,12 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flatvec.algorithm import UpdateRule
-from flatvec.autograph import with_autograph
-from flatvec.keras.hook import KerasHookError, check_keras_update_hook
+from flatvec._autograph import with_autograph
+from flatvec._rule_checks import call_update, check_slots, check_update
+from flatvec._tf.keras_hook import KerasHookError, WholeVectorUpdate, hook_usable
+from flatvec._tf.variables import backing_variable
 from flatvec.keras.rules import resolve_rule, rule_from_config, rule_to_config
-from flatvec.rule_checks import call_update, check_slots, check_update
-from flatvec.space import FlatParamSpace, backing_variable
+from flatvec.protocol import UpdateRule
+from flatvec.space import FlatParamSpace
 
 __all__ = ["VectorOptimizer"]
 
@@ -26,11 +27,7 @@ class _Plan:
     space: FlatParamSpace
     slot_type: type
     slot_variables: tuple[tf.Variable, ...]  # backing variables of the rule's slots
-    variable_keys: tuple[Any, ...]  # Keras' _var_key of each variable, in vector order
-
-    @property
-    def key_set(self) -> frozenset:
-        return frozenset(self.variable_keys)
+    positions: dict[int, int]  # id of each variable's tf.Variable -> its place in the vector
 
 
 def _check_positive_number(name: str, value: Any) -> None:
@@ -44,7 +41,7 @@ def _check_positive_number(name: str, value: Any) -> None:
 
 
 @keras.saving.register_keras_serializable(package="flatvec")
-class VectorOptimizer(keras.optimizers.Optimizer):
+class VectorOptimizer(WholeVectorUpdate, keras.optimizers.Optimizer):
     r"""Run a whole-vector first-order rule inside ``model.fit``.
 
     At each optimizer step the gradients of all :math:`p` trainable variables are concatenated
@@ -62,7 +59,7 @@ class VectorOptimizer(keras.optimizers.Optimizer):
 
     Parameters
     ----------
-    rule : str or flatvec.algorithm.UpdateRule
+    rule : str or flatvec.protocol.UpdateRule
         A registered first-order rule name (``"gd"``) or a rule instance (e.g. your own
         ``UpdateRule`` subclass). Methods that re-evaluate the loss (``uses_line_search``:
         ``"lbfgs"``, ``"cg"``, ``"bfgs"``, ...) are refused with a ``ValueError``: use
@@ -83,7 +80,9 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
     - A variable without a gradient is treated as having gradient zero (Keras warns); a rule
       with momentum may still move it, unlike per-variable Keras optimizers which skip it.
     - Requires the TensorFlow backend. The update runs through one private Keras hook,
-      checked at construction; see ``flatvec/keras/hook.py``.
+      checked at construction, or (``FLATVEC_PRIVATE_TF=0``, or a Keras without the hook,
+      with a warning) through Keras' public ``update_step``, not under ``tf.distribute``
+      strategies; see ``flatvec/_tf/keras_hook.py``.
     - Saving: with a registered rule name, ``model.save`` / ``keras.models.load_model``
       round-trip without help. A rule instance of an unregistered class is stored by its
       Keras-registered class name and its ``get_config()`` (the constructor arguments):
@@ -119,7 +118,7 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
         name: str | None = None,
         **rule_options: Any,
     ) -> None:
-        check_keras_update_hook()
+        private_hook = hook_usable()  # else Keras' public update_step (a warning says why)
         update_rule, rule_name = resolve_rule(rule, rule_options)
         if learning_rate is None:
             learning_rate = float(getattr(update_rule, "learning_rate", 0.01))
@@ -141,9 +140,12 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
+        self.uses_private_hook = private_hook
         self._rule = update_rule
         self._rule_name = rule_name
         self._plan: _Plan | None = None
+        self._pending: dict[int, Any] = {}  # the public route's gradients of this step
+        self._expected: frozenset[int] = frozenset()  # ... and the positions that get one
 
     @property
     def rule(self) -> UpdateRule:
@@ -162,7 +164,7 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
             return
         super().build(variables)
         # float8-style variables are overwritten by Keras with their "gradient"; keep them out.
-        vector_vars = [v for v in variables if not self._overwrite_variable_with_gradient(v)]
+        vector_vars = [v for v in variables if not getattr(v, "overwrite_with_gradient", False)]
         space = FlatParamSpace(vector_vars)
         with tf.init_scope():  # slot start values are computed once, eagerly
             slots = self._rule.init_slots(space.get())
@@ -179,48 +181,56 @@ ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name
             space=space,
             slot_type=type(slots),
             slot_variables=tuple(backing_variable(v) for v in slot_variables),
-            variable_keys=tuple(self._var_key(v) for v in vector_vars),
+            positions={id(backing_variable(v)): i for i, v in enumerate(vector_vars)},
         )
 
     # ------------------------------------------------------------------ the update
-    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        # Only reached if Keras stopped calling _distributed_tf_update_step (see hook.py).
-        raise KerasHookError(
-            "Keras called VectorOptimizer.update_step (one variable at a time) instead of the "
-            "private hook TFOptimizer._distributed_tf_update_step that flatvec.keras overrides; "
-            f"Keras {keras.__version__} changed its optimizer internals and flatvec.keras needs "
-            "updating for it (see flatvec/keras/hook.py)"
-        )
-
-    def _distributed_tf_update_step(
-        self, distribution: tf.distribute.Strategy, grads_and_vars: Any, learning_rate: Any
-    ) -> Any:
-        """Apply the rule to the whole vector on each device (the private Keras hook).
-
-        Called by ``TFOptimizer._backend_update_step`` with gradients already all-reduced.
-        ``distribution.extended.update`` (anchored on the first variable, whose copies live on
-        every replica device) runs the vector update once per device in an update context,
-        where reading or assigning any mirrored variable touches that device's copy: every
-        replica applies the same reduced gradient and the replicas stay identical.
-        """
-        plan = self._plan
-        # Keras drops variables without a gradient; map the rest back to vector positions.
-        by_key = {self._var_key(v): g for g, v in grads_and_vars}
-        if not by_key.keys() <= plan.key_set:
-            # Keras checked the variables against its own index; a mismatch here means its
-            # _var_key changed meaning, and gradients would silently be dropped.
+    def _position(self, variable: Any) -> int:
+        position = self._plan.positions.get(id(backing_variable(variable)))
+        if position is None:
             raise KerasHookError(
-                f"{len(by_key.keys() - plan.key_set)} gradient(s) in the update hook belong to "
-                "no variable the optimizer was built with (Keras' _var_key changed?)"
-            )
-        grads = [by_key.get(key) for key in plan.variable_keys]
-        anchor = plan.space.tf_variables[0]
-        return distribution.extended.update(
-            anchor, self._update_vector, args=(grads, learning_rate), group=False
-        )
+                f"a gradient for {getattr(variable, 'name', variable)!r}, which is no variable "
+                "this optimizer was built with (a device copy under a tf.distribute strategy "
+                "reaches Keras' public update_step route; that needs the private hook: "
+                "FLATVEC_PRIVATE_TF not 0, on a tested Keras)")
+        return position
 
-    def _update_vector(self, _anchor: Any, grads: list[Any], learning_rate: Any) -> None:
-        # Traced once per device: one concat for g, one for x, the rule, one split.
+    def vector_gradients(self, grads_and_vars: Any) -> list[Any]:
+        """One step's gradients in vector order (None where Keras dropped a variable without
+        a gradient), from ``(gradient, variable)`` pairs of the built variables."""
+        grads: list[Any] = [None] * len(self._plan.positions)
+        for g, v in grads_and_vars:
+            grads[self._position(v)] = g
+        return grads
+
+    def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
+        """Keras' ``apply``, first noting which variables get a gradient in this step: on the
+        public route (or a Keras that bypasses the hook) the rule runs once the last of them
+        reaches :meth:`update_step`."""
+        if trainable_variables is not None and not self.built:
+            self.build(trainable_variables)
+        if self._plan is not None:
+            variables = (self._plan.space.variables if trainable_variables is None
+                         else trainable_variables)
+            positions = self._plan.positions
+            self._expected = frozenset(
+                positions[id(backing_variable(v))] for g, v in zip(grads, variables)
+                if g is not None and id(backing_variable(v)) in positions)
+            self._pending = {}
+        return super().apply(grads, trainable_variables)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        """The public route (see ``flatvec/_tf/keras_hook.py``): Keras calls this once per
+        variable; the rule runs once all of this step's gradients are in."""
+        self._pending[self._position(variable)] = gradient
+        if self._expected <= self._pending.keys():
+            grads = [self._pending.get(i) for i in range(len(self._plan.positions))]
+            self._pending = {}
+            self.update_vector(None, grads, learning_rate)
+
+    def update_vector(self, _anchor: Any, grads: list[Any], learning_rate: Any) -> None:
+        """Apply the rule to the whole vector (``grads`` in vector order, None for zero).
+        Traced once per device: one concat for g, one for x, the rule, one split."""
         plan = self._plan
         space = plan.space
         g = space.pack(grads, allow_unused=True, name="gradients")

@@ -1,7 +1,7 @@
 """Resolve the ``rule`` argument of ``VectorOptimizer`` and serialize it for ``model.save``.
 
 A rule is given either by a registered name (``"gd"``) plus options, or as an
-:class:`flatvec.algorithm.UpdateRule` instance. Only first-order rules can run inside
+:class:`flatvec.protocol.UpdateRule` instance. Only first-order rules can run inside
 ``model.fit``: methods that re-evaluate the loss (line searches) are refused here, by
 capability (``uses_line_search``), never by name, so a plugin method is judged the same way.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 
-from flatvec.algorithm import (
+from flatvec.protocol import (
     Algorithm,
     UpdateRule,
     available_algorithms,

@@ -11,24 +11,24 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from flatvec import buffers, graph_options, graph_reuse, vector_ops
-from flatvec.algorithm import Algorithm, start_state, takes_oracle
-from flatvec.autograph import with_autograph
+from flatvec import buffers, vector_ops
+from flatvec._autograph import with_autograph
+from flatvec._run.record import WIDTH, IterationRecord, records
+from flatvec._run.stopping import (
+    RuleTensors,
+    StepFaults,
+    StopRule,
+    grad_norm,
+    initial_status,
+    status_after_step,
+)
+from flatvec._tf import call_options, graph_reuse
 from flatvec.objective import Objective
 from flatvec.oracle import CompiledCalls, Oracle
+from flatvec.protocol import Algorithm, start_state, takes_oracle
 from flatvec.status import ALGORITHM_CODE_BASE, Status
 
-__all__ = ["Carry", "CompiledLoop", "StopRule"]
-
-
-class StopRule(NamedTuple):
-    """Stopping tests, evaluated in graph after every step."""
-
-    gtol: float
-    ftol: float
-    max_iter: int
-    max_eval: int  # 0: no limit
-    ftol_floor: float = 0.0  # the relative-decrease test's least scale (L-BFGS-B: 1)
+__all__ = ["Carry", "CompiledLoop", "Report"]
 
 
 class Carry(NamedTuple):
@@ -44,13 +44,17 @@ class Carry(NamedTuple):
 
 class Report(NamedTuple):
     """What the host reads after each call, as one tensor so that reading it is one transfer:
-    ``[f, ||g||_inf, step_size, nfev, njev, nhev, nit, status]`` as float64 (the counts are
-    exact integers). :meth:`CompiledLoop.start` gives one such row; :meth:`CompiledLoop.advance`
-    gives :data:`MAX_ROWS` rows, one per iteration it ran (rows it did not use have nit -1;
-    past ``MAX_ROWS`` iterations the last row is overwritten, so it is always the last
-    iteration's)."""
+    rows of an :class:`~flatvec._run.record.IterationRecord`'s fields as float64 (the counts
+    are exact integers). :meth:`CompiledLoop.start` gives one such row;
+    :meth:`CompiledLoop.advance` gives :data:`MAX_ROWS` rows, one per iteration it ran (rows it
+    did not use have nit -1; past ``MAX_ROWS`` iterations the last row is overwritten, so it is
+    always the last iteration's)."""
 
     values: tf.Tensor
+
+    def records(self) -> list[IterationRecord]:
+        """The typed records of the iterations the call ran (one host transfer)."""
+        return records(np.reshape(self.values.numpy(), [-1, WIDTH]))
 
 
 MAX_ROWS = 64
@@ -58,86 +62,6 @@ MAX_ROWS = 64
 EAGER_READS = 8
 # Value differences of up to this many units in the last place count as rounding (see _one_step).
 ROUNDING_ULPS = 256
-NFEV_COLUMN, NIT_COLUMN, STATUS_COLUMN, WIDTH = 3, 6, 7, 8
-
-
-def _grad_norm(g: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_max(tf.abs(g))
-
-
-class _RuleTensors(NamedTuple):
-    """A :class:`StopRule` as read inside the graph (from the loop's variables)."""
-
-    gtol: tf.Tensor
-    ftol: tf.Tensor
-    max_iter: tf.Tensor  # int64
-    max_eval: tf.Tensor  # int64, 0: no limit
-    ftol_floor: tf.Tensor
-
-
-class _StepFaults(NamedTuple):
-    """What the oracle's non-finite counters say of one step."""
-
-    bad_products: tf.Tensor  # bool: a curvature product was not finite
-    nonfinite_trials: tf.Tensor  # bool: an evaluation of the step was not finite
-
-
-def _status_after_step(
-    f_prev: tf.Tensor, state: Any, finite: tf.Tensor, nit: tf.Tensor, evaluations: tf.Tensor,
-    rule: _RuleTensors, faults: _StepFaults, codes: tuple[tuple[int, ...], tuple[int, ...]],
-) -> tf.Tensor:
-    """The first stopping test that holds, or RUNNING (``finite``: f and g are finite;
-    ``evaluations``: nfev + nhev). Order matters: failures first.
-
-    ``faults`` turn a stop into the non-finite status where non-finite values took part: a
-    failed step (line search failed, or an unsuccessful stop reason of the algorithm, listed
-    in ``codes[0]``) among whose evaluations were non-finite ones (when every trial away from
-    x is, the last trials of a failing line search land on x itself, finite but no
-    decrease: "all" would never hold); or any unsuccessful stop
-    or running state (not convergence, nor a successful stop reason listed in ``codes[1]``)
-    after a non-finite curvature product, which no method recovers from."""
-    f, g = state.f, state.g
-    failed = tf.convert_to_tensor(getattr(state, "failed", False))
-    accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
-    reason = tf.convert_to_tensor(getattr(state, "stop_reason", 0), tf.int32)
-    # L-BFGS-B's test, relative to f itself (its floor of 1 with ftol_floor = 1: it stops a
-    # loss of 1e-5 that still falls by 1e-9 an iteration); a rise in f (non-monotone rules)
-    # is not convergence, a rejected proposal (f unchanged by construction) is not either,
-    # and ftol = 0 is off.
-    decrease = f_prev - f
-    scale = tf.maximum(tf.maximum(tf.abs(f_prev), tf.abs(f)),
-                       tf.cast(rule.ftol_floor, f.dtype))
-    ftol = tf.cast(rule.ftol, f.dtype)
-    ftol_met = accepted & (ftol > 0) & (decrease >= 0) & (decrease <= ftol * scale)
-    over_eval = (rule.max_eval > 0) & (evaluations >= rule.max_eval)
-    tests = [
-        (~finite, Status.NON_FINITE),
-        (failed, Status.LINE_SEARCH_FAILED),
-        (_grad_norm(g) <= tf.cast(rule.gtol, g.dtype), Status.CONVERGED_GTOL),
-        (reason > 0, ALGORITHM_CODE_BASE + reason),
-        (ftol_met, Status.CONVERGED_FTOL),
-        (nit >= rule.max_iter, Status.MAX_ITER),
-        (over_eval, Status.MAX_EVAL),
-    ]
-    status = tf.constant(int(Status.RUNNING), tf.int32)
-    for holds, code in reversed(tests):
-        status = tf.where(holds, tf.cast(code, tf.int32), status)
-    failures, successes = codes
-    failed_stop = tf.reduce_any(
-        [status == code for code in (int(Status.LINE_SEARCH_FAILED), *failures)])
-    converged = tf.reduce_any([status == code for code in (
-        int(Status.CONVERGED_GTOL), int(Status.CONVERGED_FTOL), *successes)])
-    nonfinite = (failed_stop & faults.nonfinite_trials) | (faults.bad_products & ~converged)
-    return tf.where(nonfinite, int(Status.NON_FINITE), status)
-
-
-def initial_status(f: tf.Tensor, g: tf.Tensor, rule: _RuleTensors) -> tf.Tensor:
-    """Status at the start point (non-finite, already converged, or max_iter=0)."""
-    finite = tf.math.is_finite(f) & tf.reduce_all(tf.math.is_finite(g))
-    status = tf.where(rule.max_iter == 0, int(Status.MAX_ITER), int(Status.RUNNING))
-    status = tf.where(_grad_norm(g) <= tf.cast(rule.gtol, g.dtype), int(Status.CONVERGED_GTOL),
-                      status)
-    return tf.where(finite, status, int(Status.NON_FINITE))
 
 
 class CompiledLoop:
@@ -155,7 +79,7 @@ class CompiledLoop:
     run with other tolerances, limits or block size traces nothing either.
 
     After :meth:`share_graphs`, a loop runs the compiled functions of an earlier loop whose
-    objective traced to the same graph (:mod:`flatvec.graph_reuse`), or offers its own to
+    objective traced to the same graph (:mod:`flatvec._tf.graph_reuse`), or offers its own to
     later ones.
     """
 
@@ -224,7 +148,7 @@ class CompiledLoop:
         """Run the functions kept under ``key`` if there are any, else keep this loop's once
         traced. ``key`` must tell apart everything besides the objective's graph that the
         iteration's graph depends on (algorithm and options, XLA); ``objective_graph`` is this
-        loop's objective traced by :func:`~flatvec.graph_reuse.trace_objective`."""
+        loop's objective traced by :func:`~flatvec._tf.graph_reuse.trace_objective`."""
         self._shared_key = key
         self._objective_captures = objective_graph.captures
         self._template = graph_reuse.find(key)
@@ -245,7 +169,7 @@ class CompiledLoop:
         self.nonfinite.assign([0, 0])
         x0 = tf.convert_to_tensor(x0)
         self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
-        with graph_options.lean_calls(self._calls_objective):
+        with call_options.lean_calls(self._calls_objective):
             if self._eager_start:
                 carry = self._start_graph(x0)
             elif self._template is not None and self._template.has_start:
@@ -289,8 +213,31 @@ class CompiledLoop:
                 # Calling the concrete function skips the signature lookup (~0.1 ms a call).
                 self._advance_concrete = self._advance.get_concrete_function()
                 self._offer_graphs()
-        with graph_options.lean_calls(self._calls_objective):
+        with call_options.lean_calls(self._calls_objective):
             return self._advance_concrete()
+
+    @property
+    def advance_function(self) -> Any:
+        """The ``tf.function`` of :meth:`advance` (for its graph or compiler IR; a loop that runs
+        shared functions, see :mod:`flatvec._tf.graph_reuse`, never traces it)."""
+        return self._advance
+
+    @property
+    def trace_counts(self) -> tuple[int, int]:
+        """How many times this loop traced its start and its iteration."""
+        return (self._start.experimental_get_tracing_count(),
+                self._advance.experimental_get_tracing_count())
+
+    @property
+    def starts_eagerly(self) -> bool:
+        """Whether :meth:`start` runs eagerly (only f and g at the start point) or is traced."""
+        return self._eager_start
+
+    @property
+    def buffers_shared(self) -> bool:
+        """Whether the carry's buffers may be held outside the loop (after a start, a host read
+        or an eager block): the next compiled block then copies those it writes in place."""
+        return bool(self._carry_shared.numpy())
 
     @property
     def is_compiled(self) -> bool:
@@ -311,7 +258,7 @@ class CompiledLoop:
         algorithm's ``step``, the stopping tests and the best-point update are the same
         Python code, executed op by op). Costs more per iteration (on the digits MLP 25 ms
         against 4.4 ms) and nothing to set up (tracing and instantiating the compiled
-        iteration: 0.55 s there); the driver picks one by :func:`flatvec.tiers.runs_eagerly`.
+        iteration: 0.55 s there); the driver picks one by :func:`flatvec._run.tiers.runs_eagerly`.
         The carry is written once at the end, so an interrupt leaves the last whole
         iteration's."""
         if not self.can_step_eagerly:
@@ -319,11 +266,12 @@ class CompiledLoop:
         carry = self._read()
         rule = self._rule()
         rows = np.full([MAX_ROWS, WIDTH], -1.0)
-        with graph_options.lean_calls(self._calls_objective):
+        with call_options.lean_calls(self._calls_objective):
             for i in range(iterations):
                 carry = self._one_step(carry, rule)
-                rows[min(i, MAX_ROWS - 1)] = _report_row(carry, self.objective).numpy()
-                if int(rows[min(i, MAX_ROWS - 1), STATUS_COLUMN]) != int(Status.RUNNING):
+                row = rows[min(i, MAX_ROWS - 1)]
+                row[:] = _report_row(carry, self.objective).numpy()
+                if IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
         with _interrupts_deferred():
             self._write(carry)
@@ -350,7 +298,7 @@ class CompiledLoop:
     @property
     def variables(self) -> Carry:
         """The carry's ``tf.Variable`` s (they exist after the first :meth:`start`): what a
-        checkpoint of the run tracks (:mod:`flatvec.run_checkpoint`). Assigning them sets
+        checkpoint of the run tracks (:mod:`flatvec._run.run_checkpoint`). Assigning them sets
         where the next :meth:`advance` continues."""
         if self._vars is None:
             raise RuntimeError("CompiledLoop.variables: call start() first")
@@ -376,14 +324,14 @@ class CompiledLoop:
             return self._read()
         if self._reader is None:
             self._reader = tf.function(self._read, autograph=False).get_concrete_function()
-        with graph_options.lean_calls(self._calls_objective):
+        with call_options.lean_calls(self._calls_objective):
             return self._reader()
 
     # ------------------------------------------------------------------ graph side
-    def _rule(self) -> _RuleTensors:
+    def _rule(self) -> RuleTensors:
         gtol, ftol, ftol_floor = tf.unstack(self._tolerances.value(), 3)
         max_iter, max_eval = tf.unstack(self._limits.value(), 2)
-        return _RuleTensors(gtol, ftol, max_iter, max_eval, ftol_floor)
+        return RuleTensors(gtol, ftol, max_iter, max_eval, ftol_floor)
 
     def _read(self) -> Carry:
         # value(), not read_value(): the same read without an identity node per variable.
@@ -403,15 +351,15 @@ class CompiledLoop:
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
 
-    def _one_step(self, carry: Carry, rule: _RuleTensors) -> Carry:
+    def _one_step(self, carry: Carry, rule: RuleTensors) -> Carry:
         nonfinite_before = self.nonfinite.read_value()
         state = self._step(carry.state, self.oracle)
         nit = carry.nit + 1
         finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
         evaluations = self.objective.nfev + self.objective.nhev
         new_nonfinite = self.nonfinite.read_value() - nonfinite_before
-        faults = _StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
-        status = _status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
+        faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
+        status = status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
                                     faults, self._stop_codes)
         accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
         # <=: a later point of equal value (a step that changed f by less than its rounding)
@@ -485,20 +433,13 @@ def _interrupts_deferred() -> Iterator[None]:
 
 
 def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:
+    """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row."""
     state = carry.state
     step_size = getattr(state, "step_size", tf.zeros([], state.f.dtype))
-    return tf.stack(
-        [
-            tf.cast(state.f, tf.float64),
-            tf.cast(_grad_norm(state.g), tf.float64),
-            tf.cast(step_size, tf.float64),
-            tf.cast(objective.nfev, tf.float64),
-            tf.cast(objective.njev, tf.float64),
-            tf.cast(objective.nhev, tf.float64),
-            tf.cast(carry.nit, tf.float64),
-            tf.cast(carry.status, tf.float64),
-        ]
-    )
+    fields = {"loss": state.f, "grad_norm": grad_norm(state.g), "step_size": step_size,
+              "nfev": objective.nfev, "njev": objective.njev, "nhev": objective.nhev,
+              "nit": carry.nit, "status": carry.status}
+    return tf.stack([tf.cast(fields[name], tf.float64) for name in IterationRecord._fields])
 
 
 def _report(carry: Carry, objective: Objective) -> Report:

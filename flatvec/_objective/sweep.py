@@ -8,13 +8,13 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from flatvec import hessian_mode
-from flatvec.data import Batch
-from flatvec.objective_checks import check_scalar
+from flatvec._objective import hessian_mode
+from flatvec._objective.data import Batch
+from flatvec._objective.objective_checks import check_scalar
 from flatvec.space import FlatParamSpace
 
 __all__ = ["Terms", "Want", "add_terms", "closure_terms", "differentiate", "loop_dataset",
-           "loop_stacked", "zero_terms"]
+           "loop_stacked", "sweep_data", "zero_terms"]
 
 
 class Terms(NamedTuple):
@@ -50,7 +50,7 @@ def differentiate(
 
     The product is forward-over-reverse, or with ``reverse_over_reverse`` the gradient of
     ``g . v`` (for code that holds function calls or control flow:
-    :mod:`flatvec.hessian_mode`)."""
+    :mod:`flatvec._objective.hessian_mode`)."""
     variables = space.tf_variables
     empty = tf.zeros([0], space.dtype)
     one = tf.ones([], space.dtype)
@@ -91,7 +91,7 @@ def closure_terms(space: FlatParamSpace, loss_fn: Callable[[], Any],
                   allow_unused: bool) -> Callable[[Batch | None, Want], Terms]:
     """The ``terms(batch, want)`` of a closure objective (no data: ``batch`` is None), whose
     Hessian-vector products take the mode that is right for ``loss_fn``, decided on the first
-    product's trace (:mod:`flatvec.hessian_mode`)."""
+    product's trace (:mod:`flatvec._objective.hessian_mode`)."""
     mode: dict[str, bool] = {}
 
     def terms(batch: Batch | None, want: Want) -> Terms:
@@ -156,3 +156,33 @@ def loop_dataset(run: Callable[[Batch], Terms], dataset: Any, total: Terms) -> T
         lambda opt, _: opt.has_value(), body, (iterator.get_next_as_optional(), total)
     )
     return total
+
+
+def sweep_data(terms: Callable[[Batch | None, Want], Terms], data: Any, want: Want, *,
+               dtype: tf.DType, size: int | None,
+               strategy: tf.distribute.Strategy | None) -> Terms:
+    """``terms`` summed over every batch of ``data`` (a prepared ``FullBatchData``; None: a
+    closure's single "batch") and normalized by the count: ``(f, g[, Hv])``. Under a strategy
+    each batch's terms are computed on the replicas and all-reduced."""
+    if data is None:
+        return terms(None, want)
+
+    def run(batch: Batch) -> Terms:
+        if strategy is None:
+            return terms(batch, want)
+        per_replica = strategy.run(terms, args=(batch, want))
+        return tf.nest.map_structure(
+            lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), per_replica)
+
+    if data.batches is not None:
+        total = add_terms([run(b) for b in data.batches])
+    else:
+        total = zero_terms(dtype, size, want)
+        if data.stacked is not None:
+            total = loop_stacked(run, data.stacked, total)
+            if data.tail is not None:
+                total = add_terms([total, run(data.tail)])
+        else:
+            total = loop_dataset(run, data.dataset, total)
+    inv = 1.0 / total.count
+    return Terms(total.loss_sum * inv, total.count, total.grad * inv, total.hvp * inv)

@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from flatvec.closure_cache import cached_closure_objective
-from flatvec.model_cache import cached_objective
+from flatvec._objective.closure_cache import cached_closure_objective
+from flatvec._objective.model_cache import cached_objective
 from flatvec.objective import Objective
 
 __all__ = ["Problem", "resolve_problem"]
@@ -72,10 +72,10 @@ def resolve_problem(
 
     - ``(model, dataset)``: a Keras model and a dataset -> the exact full-batch objective
       (kept on the model and reused by later calls with the same data, loss and options; see
-      :mod:`flatvec.model_cache`);
+      :mod:`flatvec._objective.model_cache`);
     - ``(loss_fn, variables)``: a zero-argument closure and the variables it reads (its
       objective kept and reused by later calls with the same closure and variables; see
-      :mod:`flatvec.closure_cache`);
+      :mod:`flatvec._objective.closure_cache`);
     - ``(fun, x0)``: a function of a 1-D tensor and a start point;
     - ``(objective, x0)``: an :class:`Objective` (``x0`` may be None for one with a space).
 

@@ -52,9 +52,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.autograph import with_autograph
+from flatvec._autograph import with_autograph
+from flatvec._rule_checks import call_update, check_slots, check_update
 from flatvec.oracle import Oracle
-from flatvec.rule_checks import call_update, check_slots, check_update
 from flatvec.status import StopReason
 
 __all__ = [

@@ -29,18 +29,17 @@ below) costs about 0.1 s more per reseeded call on this model.
 The configuration travels as the ``config_proto`` attribute of the call (TensorFlow's
 ``FunctionCallOptions``, the one place it can be given per call), set only around flatvec's own
 calls; a user's functions and ``model.fit`` keep TensorFlow's default. :func:`enabled` is the
-switch: off with ``FLATVEC_LEAN_GRAPHS=0``, and off on TensorFlow/Keras versions outside the
-tested ones (:mod:`flatvec.versions`), where the calls run with TensorFlow's defaults.
+switch: off with ``FLATVEC_LEAN_GRAPHS=0`` or with every private contact
+(:func:`flatvec._tf.enabled`), where the calls run with TensorFlow's defaults.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterator
 
-from flatvec.versions import is_tested
+from flatvec import _tf
 
 __all__ = ["enabled", "lean_calls"]
 
@@ -54,14 +53,9 @@ _SKIPPED = (
 _lean: dict[bytes, object] = {}  # the default call options' config -> lean call options
 
 
-@functools.lru_cache(maxsize=1)
-def _tested() -> bool:
-    return is_tested()  # versions do not change in a process; parsing them costs 40 us a call
-
-
 def enabled() -> bool:
     """Whether flatvec's calls use the lean configuration."""
-    return os.environ.get("FLATVEC_LEAN_GRAPHS", "1") != "0" and _tested()
+    return os.environ.get("FLATVEC_LEAN_GRAPHS", "1") != "0" and _tf.enabled()
 
 
 def _lean_options(default: object) -> object:

@@ -2,7 +2,7 @@
 
 A fresh Keras model of an architecture already optimized in this process (a restart, a seed
 sweep, a benchmark's repeats) gives a new :class:`~flatvec.objective.Objective` and with it a
-new :class:`~flatvec.loop.CompiledLoop`, whose iteration graph would be traced again: 0.35 s
+new :class:`~flatvec._run.loop.CompiledLoop`, whose iteration graph would be traced again: 0.35 s
 of a 1.0 s first call on the digits MLP, about ten times what tracing the objective alone
 costs. The iteration graph depends on the objective only through the graph that the objective
 traces to and the tensors that graph captures (variables, in-memory data). So a loop whose
@@ -30,8 +30,8 @@ iteration calls that run's compiled objective functions, whose graphs hold them;
 themselves take every loop's own as inputs). The functions are run through
 ``ConcreteFunction._call_flat``, the one place TensorFlow lets the captured inputs of a call be
 chosen; should a TensorFlow version lack it, loops trace as before. :func:`enabled` is the
-switch: off with ``FLATVEC_GRAPH_REUSE=0``, and off on TensorFlow/Keras versions outside the
-tested ones (:mod:`flatvec.versions`).
+switch: off with ``FLATVEC_GRAPH_REUSE=0`` or with every private contact
+(:func:`flatvec._tf.enabled`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from flatvec.versions import is_tested
+from flatvec import _tf
 
 __all__ = [
     "MAX_DATA_BYTES", "MAX_TEMPLATES", "LoopTemplate", "ObjectiveGraph", "clear", "enabled",
@@ -69,15 +69,15 @@ class ObjectiveGraph(NamedTuple):
 
 def enabled() -> bool:
     """Whether loops may share compiled functions: ``FLATVEC_GRAPH_REUSE`` is not ``0`` and
-    the TensorFlow/Keras versions are tested ones."""
-    return os.environ.get("FLATVEC_GRAPH_REUSE", "1") != "0" and is_tested()
+    the private contacts are on (:func:`flatvec._tf.enabled`)."""
+    return os.environ.get("FLATVEC_GRAPH_REUSE", "1") != "0" and _tf.enabled()
 
 
 def trace_objective(objective: Any, x: tf.Tensor) -> ObjectiveGraph | None:
     """Trace ``objective(x)`` once (reusing the objective's compiled ``value_and_gradient``)
     and fingerprint it; None when the graph cannot be compared (nested functions)."""
     spec = tf.TensorSpec(x.shape, x.dtype)
-    concrete = objective._compiled_method("__call__").get_concrete_function(spec)
+    concrete = objective.compiled("__call__").get_concrete_function(spec)
     graph = concrete.graph
     fingerprint = _fingerprint(graph)
     if fingerprint is None:

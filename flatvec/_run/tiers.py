@@ -5,8 +5,8 @@ step with the stopping tests, then instantiating the graph. Measured on this pro
 machine (TF 2.21, L-BFGS with More-Thuente, first call in a process): 0.55 s on Rosenbrock
 n = 2 and on the digits MLP alike (trace 0.27 s, first call 0.27 s; 0.23 s even with Grappler
 off), against 1.7-4.4 ms a compiled iteration. The same iteration run eagerly
-(:meth:`~flatvec.loop.CompiledLoop.advance_eagerly`) costs about 20 ms more (some 600 small ops,
-each dispatched from Python; the first one 0.1 s more, kernels set up for new shapes) and
+(:meth:`~flatvec._run.loop.CompiledLoop.advance_eagerly`) costs about 20 ms more (some 600
+small ops, each dispatched from Python; the first one 0.1 s more, kernels set up for new shapes) and
 nothing to set up. Break-even: 20-27 iterations.
 
 The rule (:class:`TierPlan`), per run of a loop not compiled yet:

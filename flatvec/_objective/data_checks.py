@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from flatvec.data import Batch, FullBatchData
+from flatvec._objective.data import Batch, FullBatchData
 
 __all__ = ["check_model_takes_data"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from flatvec._objective.sweep import Terms
 from flatvec.space import FlatParamSpace
-from flatvec.sweep import Terms
 
 __all__ = ["ggn_matrix_terms", "ggn_terms"]
 

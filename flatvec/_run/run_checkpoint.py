@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from flatvec.loop import CompiledLoop, Report, StopRule
+from flatvec._run.loop import CompiledLoop, Report
+from flatvec._run.stopping import StopRule
 from flatvec.status import Status
 
 __all__ = ["DEFAULT_EVERY", "MAX_TO_KEEP", "RunCheckpoint", "check_arguments", "open_checkpoint"]

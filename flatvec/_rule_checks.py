@@ -1,4 +1,4 @@
-"""What an :class:`~flatvec.algorithm.UpdateRule` must return, checked where it is traced, the
+"""What an :class:`~flatvec.protocol.UpdateRule` must return, checked where it is traced, the
 same in ``flatvec.minimize`` and in ``model.fit`` (``flatvec.keras.VectorOptimizer``), with
 errors that name the rule and the slot instead of TensorFlow's loop or assignment internals."""
 

@@ -8,12 +8,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from flatvec._run.record import LOG_FIELDS, IterationRecord
 from flatvec.result import OptimizeResult
 
 __all__ = ["RunReporter"]
 
-# The first columns of a report row (flatvec.loop.Report), in order.
-_LOG_KEYS = ("loss", "grad_norm", "step_size", "nfev", "njev", "nhev")
 
 
 class _NoModel:
@@ -68,43 +67,43 @@ class RunReporter:
         self._progbar = keras.utils.Progbar(
             max_iter or None, verbose=1, stateful_metrics=["loss", "grad_norm"]
         ) if verbose else None
-        self.history: dict[str, list[float]] = {k: [] for k in (*_LOG_KEYS, "nit", "time")}
+        self.history: dict[str, list[float]] = {k: [] for k in (*LOG_FIELDS, "nit", "time")}
 
     @property
     def has_callbacks(self) -> bool:
         """True when Keras callbacks or plain callables were given."""
         return bool(self._plain) or not isinstance(self._keras, _NoCallbacks)
 
-    def record(self, values: np.ndarray, nit: int, elapsed: float) -> dict[str, float]:
-        """Add iteration ``nit`` to the history only (no callbacks, no progress bar)."""
-        logs = dict(zip(_LOG_KEYS, (float(v) for v in values[:len(_LOG_KEYS)])))
+    def record(self, record: IterationRecord, elapsed: float) -> dict[str, float]:
+        """Add an iteration to the history only (no callbacks, no progress bar)."""
+        logs = record.logs()
         for key, value in logs.items():
             self.history[key].append(value)
-        self.history["nit"].append(nit)
+        self.history["nit"].append(record.nit)
         self.history["time"].append(elapsed)
         return logs
 
-    def begin(self, values: np.ndarray, elapsed: float, nit: int = 0) -> None:
-        """Record the start point (``values``: f, ||g||_inf, step size, nfev, njev, nhev;
-        ``nit``: its iteration number, not 0 for a run resumed from a checkpoint)."""
+    def begin(self, record: IterationRecord, elapsed: float) -> None:
+        """Record the start point (its ``nit`` is not 0 for a run resumed from a
+        checkpoint)."""
         self._model.stop_training = False
-        self.record(values, nit, elapsed)
+        self.record(record, elapsed)
         self._keras.on_train_begin()
 
     def iteration(
         self,
-        values: np.ndarray,
-        nit: int,
+        record: IterationRecord,
         elapsed: float,
         point: Callable[[], tuple[np.ndarray, np.ndarray]],
     ) -> bool:
-        """Report iteration ``nit``; True when a callback asked to stop.
+        """Report an iteration; True when a callback asked to stop.
 
         ``point()`` returns ``(x, g)`` as arrays; it is only called for plain callables, so a
         run without them never copies the vectors to the host.
         """
+        nit = record.nit
         self._keras.on_epoch_begin(nit - 1)
-        logs = self.record(values, nit, elapsed)
+        logs = self.record(record, elapsed)
         self._keras.on_epoch_end(nit - 1, dict(logs))
         stop = bool(getattr(self._model, "stop_training", False))
         if self._plain:

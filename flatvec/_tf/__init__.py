@@ -1,0 +1,61 @@
+"""Every contact of flatvec with TensorFlow's or Keras' private API, behind one switch.
+
+Each module here uses something TensorFlow or Keras does not promise to keep, says what it buys
+(measured on this project's 2-core machine, TF 2.21 / Keras 3.15, 2026-12-06) and has a public
+fallback that runs when :func:`enabled` is false:
+
+==========================  ==============================================  ====================
+module                      private contact and what it buys                fallback
+==========================  ==============================================  ====================
+``graph_reuse``             ``ConcreteFunction._call_flat`` with chosen     trace the loop again
+                            captures: a fresh model of an architecture
+                            already optimized runs the earlier loop's
+                            graphs (digits MLP, fresh model in a warm
+                            process: 0.24 s a call against 0.71 s; a
+                            reseeded one 0.50 s against 0.80 s)
+``call_options``            ``tensorflow.python.eager.context`` call        TensorFlow's default
+                            options: a lean Grappler configuration for      graph optimization
+                            flatvec's own calls (first call in a process,
+                            digits MLP: 1.06 s against 1.18 s)
+``inplace``                 ``tf.raw_ops.InplaceUpdate``, whose in-place    a scatter (a copy of
+                            semantics TensorFlow does not document: one     the [m, n] buffer)
+                            L-BFGS pair row written into its buffer
+                            (Rosenbrock n = 10^5: see ``inplace``)
+``keras_hook``              Keras' ``TFOptimizer._distributed_tf_update_    Keras' public
+                            step`` and ``_var_key``: ``VectorOptimizer``    ``update_step``, one
+                            applies its rule once to the whole vector,      variable at a time,
+                            under ``tf.distribute`` strategies too          gathered into one
+                                                                            vector (no
+                                                                            strategies)
+``variables``               ``KerasVariable._value`` (the ``tf.Variable``   ``.value`` outside
+                            itself inside a mixed-precision autocast        autocast scopes; the
+                            scope) and ``_distribute_strategy`` (the        strategy in scope
+                            strategy a model's variables belong to)
+==========================  ==============================================  ====================
+
+:func:`enabled` is the switch: ``FLATVEC_PRIVATE_TF=0`` turns every contact off, and so does a
+TensorFlow or Keras outside the tested versions (:mod:`flatvec.versions`), where flatvec warns
+and runs on the fallbacks. The test suite passes with the switch off (``make test-public``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+__all__ = ["SWITCH", "enabled"]
+
+SWITCH = "FLATVEC_PRIVATE_TF"
+
+
+@functools.lru_cache(maxsize=1)
+def _tested() -> bool:
+    from flatvec.versions import is_tested
+
+    return is_tested()  # versions do not change in a process; parsing them costs 40 us a call
+
+
+def enabled() -> bool:
+    """Whether flatvec may use TensorFlow's and Keras' private API (see the module docstring):
+    ``FLATVEC_PRIVATE_TF`` is not ``0`` and the installed versions are tested ones."""
+    return os.environ.get(SWITCH, "1") != "0" and _tested()
