@@ -166,7 +166,15 @@ class ResidualClosureObjective(Objective, form="residual_closure"):
         variables = self._space.tf_variables
         with tf.GradientTape() as tape:
             r = self._stacked()
-        parts = tape.jacobian(r, variables, unconnected_gradients=ZERO)
+        # Unconnected: None, so that a variable the residuals do not read is named (as the
+        # value and gradient name it) unless allowed; zeros then.
+        parts = tape.jacobian(r, variables, unconnected_gradients=tf.UnconnectedGradients.NONE)
+        if not self._allow_unused:
+            self._space.pack([None if p is None else tf.zeros(v.shape, self._dtype)
+                              for p, v in zip(parts, variables)], allow_unused=False,
+                             name="jacobian")
+        parts = [tf.zeros(tf.concat([tf.shape(r), tf.shape(v)], 0), r.dtype) if p is None else p
+                 for p, v in zip(parts, variables)]
         m = tf.shape(r)[0]
         columns = [tf.reshape(tf.cast(p, self._dtype), [m, -1]) for p in parts]
         return r, tf.concat(columns, 1)

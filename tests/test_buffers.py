@@ -92,6 +92,7 @@ def test_the_xla_iteration_copies_no_buffer():
     assert copies == []
 
 
+@pytest.mark.private_tf
 def test_the_compiled_iteration_writes_rows_in_place():
     loop = _loop()
     loop.start(tf.constant(X0), StopRule(0.0, 0.0, 1000, 0))
@@ -104,6 +105,7 @@ def test_the_compiled_iteration_writes_rows_in_place():
     assert loop.buffers_shared
 
 
+@pytest.mark.private_tf
 def test_in_place_writes_give_the_iterates_of_copying_writes(monkeypatch):
     # Blocks of several sizes: each block's first write copies, the others are in place.
     # TensorFlow's default graph options in both runs (the switch below turns the lean ones

@@ -15,8 +15,10 @@ from tensorflow.python.eager import context
 import flatvec
 from flatvec._run.loop import CompiledLoop
 from flatvec._run.stopping import StopRule
-from flatvec._tf import call_options as graph_options
-from flatvec._tf import graph_reuse
+from flatvec._tf import call_options, graph_reuse
+
+# The lean configuration is a private contact (flatvec/_tf/call_options.py).
+pytestmark = pytest.mark.private_tf
 
 
 def _rewrite_options() -> rewriter_config_pb2.RewriterConfig:
@@ -28,7 +30,7 @@ def _rewrite_options() -> rewriter_config_pb2.RewriterConfig:
 def test_the_lean_configuration_holds_inside_the_block_only(monkeypatch):
     monkeypatch.setenv("FLATVEC_LEAN_GRAPHS", "1")
     before = context.context().function_call_options.config_proto_serialized
-    with graph_options.lean_calls():
+    with call_options.lean_calls():
         rewrite = _rewrite_options()
         assert rewrite.meta_optimizer_iterations == rewriter_config_pb2.RewriterConfig.ONE
         assert rewrite.layout_optimizer == rewriter_config_pb2.RewriterConfig.OFF
@@ -37,7 +39,7 @@ def test_the_lean_configuration_holds_inside_the_block_only(monkeypatch):
         assert rewrite.common_subgraph_elimination != rewriter_config_pb2.RewriterConfig.OFF
     assert context.context().function_call_options.config_proto_serialized == before
     monkeypatch.setenv("FLATVEC_LEAN_GRAPHS", "0")
-    with graph_options.lean_calls():
+    with call_options.lean_calls():
         assert context.context().function_call_options.config_proto_serialized == before
 
 

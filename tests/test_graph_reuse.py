@@ -14,6 +14,9 @@ from flatvec._run import tiers
 from flatvec._tf import graph_reuse
 from flatvec.protocol import Algorithm
 
+# Graph sharing is a private contact (flatvec/_tf/graph_reuse.py).
+pytestmark = pytest.mark.private_tf
+
 
 @pytest.fixture(autouse=True)
 def no_templates(monkeypatch):

@@ -203,6 +203,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.private_tf  # the public update_step route refuses strategies
 def test_mirrored_strategy_matches_sgd_and_replicas_agree():
     # Logical devices must be configured before TensorFlow starts: run in a fresh process.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -442,6 +443,7 @@ def test_learning_rate_defaults_to_the_rules():
 
 
 # ---------------------------------------------------------------------- the private Keras hook
+@pytest.mark.private_tf
 def test_installed_keras_has_the_private_hook():
     check_keras_update_hook()  # raises KerasHookError on a Keras that changed it
     from keras.src.backend.tensorflow.optimizer import TFOptimizer
@@ -454,6 +456,7 @@ def test_installed_keras_has_the_private_hook():
     )
 
 
+@pytest.mark.private_tf
 def test_hook_check_fails_loudly_when_keras_changes(monkeypatch):
     from keras.src.backend.tensorflow.optimizer import TFOptimizer
 
@@ -493,6 +496,7 @@ def _variables():
             keras.Variable(np.ones(2, "float32"))]
 
 
+@pytest.mark.private_tf
 def test_the_public_route_is_the_hook_route(monkeypatch):
     # Heavy-ball momentum in closed form: v <- 0.9 v + g, x <- x - 0.1 v; a variable without
     # a gradient (None) does not move (its gradient counts as zero, its velocity stays 0).
@@ -510,6 +514,7 @@ def test_the_public_route_is_the_hook_route(monkeypatch):
         np.testing.assert_allclose(np.concatenate(values), x, rtol=1e-6)
 
 
+@pytest.mark.private_tf
 def test_a_keras_that_bypasses_the_hook_still_gets_whole_vector_updates(monkeypatch):
     from keras.src.backend.tensorflow.optimizer import TFOptimizer
     from keras.src.optimizers.base_optimizer import BaseOptimizer

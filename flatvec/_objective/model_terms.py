@@ -20,7 +20,6 @@ from flatvec._objective.data import (
 )
 from flatvec._objective.data_checks import check_model_takes_data
 from flatvec._objective.sweep import Terms, Want, differentiate
-from flatvec._tf.variables import variable_strategy
 from flatvec.space import FlatParamSpace
 
 __all__ = ["ModelProblem", "model_problem"]
@@ -147,9 +146,10 @@ def _broadcast_weights(weights: Any, losses: tf.Tensor, dtype: tf.DType) -> tf.T
 
 
 def _model_strategy(model: Any) -> tf.distribute.Strategy | None:
-    """The strategy whose scope created the model's variables, if it is not the default."""
+    """The strategy whose scope created the model's variables, if it is not the default (a
+    distributed variable's public ``distribute_strategy``)."""
     for v in model.trainable_variables:
-        strategy = variable_strategy(v)
-        if strategy is not None:
-            return strategy
+        var = getattr(v, "value", v)  # a Keras variable's tf.Variable
+        if isinstance(var, tf.distribute.DistributedValues):
+            return var.distribute_strategy
     return None

@@ -22,15 +22,16 @@ module                      private contact and what it buys                fall
                             L-BFGS pair row written into its buffer
                             (Rosenbrock n = 10^5: see ``inplace``)
 ``keras_hook``              Keras' ``TFOptimizer._distributed_tf_update_    Keras' public
-                            step`` and ``_var_key``: ``VectorOptimizer``    ``update_step``, one
-                            applies its rule once to the whole vector,      variable at a time,
-                            under ``tf.distribute`` strategies too          gathered into one
+                            step`` (and ``keras.src`` to check it):         ``update_step``, one
+                            ``VectorOptimizer`` applies its rule once to    variable at a time,
+                            the whole vector, under strategies too          gathered into one
                                                                             vector (no
                                                                             strategies)
-``variables``               ``KerasVariable._value`` (the ``tf.Variable``   ``.value`` outside
-                            itself inside a mixed-precision autocast        autocast scopes; the
-                            scope) and ``_distribute_strategy`` (the        strategy in scope
-                            strategy a model's variables belong to)
+``variables``               ``KerasVariable._value``: the ``tf.Variable``   ``.value``, the
+                            itself, also inside a mixed-precision           same outside
+                            autocast scope (where ``.value`` is a cast      autocast scopes
+                            copy): identity, tapes and fast reads           (where flatvec
+                                                                            reads it)
 ==========================  ==============================================  ====================
 
 :func:`enabled` is the switch: ``FLATVEC_PRIVATE_TF=0`` turns every contact off, and so does a

@@ -1,5 +1,4 @@
-"""What a variable is made of: the ``tf.Variable`` behind a Keras variable, and the
-``tf.distribute`` strategy a variable was created under."""
+"""The ``tf.Variable`` behind a Keras variable."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import tensorflow as tf
 
 from flatvec import _tf
 
-__all__ = ["backing_variable", "variable_strategy"]
+__all__ = ["backing_variable"]
 
 
 def backing_variable(v: Any) -> Any:
@@ -25,21 +24,3 @@ def backing_variable(v: Any) -> Any:
         if isinstance(stored, tf.Variable):
             return stored
     return v.value
-
-
-def variable_strategy(v: Any) -> tf.distribute.Strategy | None:
-    """The strategy whose scope created ``v`` (None for the default strategy).
-
-    Private: ``_distribute_strategy``, which distributed variables carry. Fallback (switch
-    off): the strategy in scope when flatvec is called, if ``v`` is a distributed value."""
-    var = getattr(v, "value", v)
-    if _tf.enabled():
-        return getattr(var, "_distribute_strategy", None)
-    if not isinstance(var, tf.distribute.DistributedValues):
-        return None
-    if not tf.distribute.has_strategy():
-        raise ValueError(
-            "the model's variables belong to a tf.distribute strategy: with "
-            f"{_tf.SWITCH}=0 flatvec cannot ask a variable for it, so call flatvec inside "
-            "strategy.scope()")
-    return tf.distribute.get_strategy()
