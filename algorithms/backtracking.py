@@ -64,6 +64,8 @@ class Backtracking:
     """
 
     takes_reference: ClassVar[bool] = True
+    takes_extra_condition: ClassVar[bool] = False
+    restarts_in_loop: ClassVar[bool] = False
 
     def __init__(
         self, *, c1: float = 1e-4, shrink: tuple[float, float] = (0.1, 0.5), max_evals: int = 30

@@ -46,7 +46,6 @@ methods", Pacific J. Optim. 2(1), 2006.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
@@ -54,7 +53,14 @@ import tensorflow as tf
 
 from flatvec.protocol import Oracle
 
-from .line_search import LineSearch, Restarted, dot, machine_eps, repeat_decrease_step
+from .line_search import (
+    LineSearch,
+    Restarted,
+    capabilities,
+    dot,
+    machine_eps,
+    repeat_decrease_step,
+)
 from .line_search_method import Direction, LineSearchMethod, Proposal
 from .more_thuente import ExtraCondition
 from .searches import make_line_search
@@ -112,17 +118,6 @@ BETA_RULES: dict[str, BetaRule] = {
     "dy": beta_dy,
     "hz": beta_hz,
 }
-
-
-def _takes_extra_condition(line_search: LineSearch) -> bool:
-    """Whether ``line_search.search`` (and its ``search_with_fallback``) take
-    ``extra_condition``."""
-    methods = [getattr(line_search, name, None) for name in ("search", "search_with_fallback")]
-    try:
-        return all(m is None or "extra_condition" in inspect.signature(m).parameters
-                   for m in methods) and methods[0] is not None
-    except (TypeError, ValueError):
-        return False
 
 
 class CGMemory(NamedTuple):
@@ -259,7 +254,7 @@ class ConjugateGradient(LineSearchMethod):
             defaults={"more_thuente": {"xtol": 1e-14}}, **(line_search_options or {}))
         self.c1, self.c2, self.max_evals = float(c1), float(c2), int(max_evals)
         self.max_first_step = None if max_first_step is None else float(max_first_step)
-        if descent_check is not None and not _takes_extra_condition(search):
+        if descent_check is not None and not capabilities(search).takes_extra_condition:
             raise ValueError(
                 f"descent_check: the line search {search!r} takes no extra acceptance "
                 "condition; use line_search='more_thuente' or descent_check=None")

@@ -14,7 +14,7 @@ Everything here is traceable: it runs inside one ``tf.function`` and under XLA.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -22,9 +22,11 @@ import tensorflow as tf
 from flatvec import vector_ops
 
 __all__ = [
+    "Capabilities",
     "LineSearch",
     "LineSearchResult",
     "Restarted",
+    "capabilities",
     "check_wolfe_options",
     "cubic_minimizer",
     "dot",
@@ -70,11 +72,23 @@ class LineSearch(Protocol):
     """``search(oracle, x, f, g, d, step0) -> LineSearchResult``; ``d`` must be a descent
     direction (``g'd < 0``) and ``step0 > 0`` the first trial step.
 
-    A search that declares ``takes_reference = True`` also takes ``reference=``: the value
-    its sufficient-decrease test compares with, in place of ``f`` (``f`` stays the value at
-    ``x`` that interpolation uses). A non-monotone method passes the largest of its last
-    values (Grippo, Lampariello & Lucidi 1986) or their weighted average (Zhang & Hager 2004);
-    ``reference >= f`` lets ``f`` rise."""
+    What a search can do beyond that, it declares as class attributes (read by
+    :func:`capabilities`; absent ones are False):
+
+    - ``takes_reference``: ``search`` also takes ``reference=``, the value its
+      sufficient-decrease test compares with in place of ``f`` (``f`` stays the value at ``x``
+      that interpolation uses). A non-monotone method passes the largest of its last values
+      (Grippo, Lampariello & Lucidi 1986) or their weighted average (Zhang & Hager 2004);
+      ``reference >= f`` lets ``f`` rise;
+    - ``takes_extra_condition``: ``search`` (and ``search_with_fallback``) take
+      ``extra_condition=``, a test ``(d, g_new) -> bool`` an accepted step must also pass;
+    - ``restarts_in_loop``: the search has ``search_with_fallback(..., fallback_d,
+      fallback_step0, can_restart)``, which retries along the fallback direction inside its
+      own loop (the oracle traced once), as both Wolfe searches do."""
+
+    takes_reference: ClassVar[bool]
+    takes_extra_condition: ClassVar[bool]
+    restarts_in_loop: ClassVar[bool]
 
     def search(
         self,
@@ -85,6 +99,20 @@ class LineSearch(Protocol):
         d: tf.Tensor,
         step0: tf.Tensor,
     ) -> LineSearchResult: ...
+
+
+class Capabilities(NamedTuple):
+    """What a line search declares it can do (see :class:`LineSearch`)."""
+
+    takes_reference: bool
+    takes_extra_condition: bool
+    restarts_in_loop: bool
+
+
+def capabilities(line_search: Any) -> Capabilities:
+    """The capabilities ``line_search``'s class declares (False where it declares none)."""
+    return Capabilities(*(bool(getattr(line_search, name, False))
+                          for name in Capabilities._fields))
 
 
 def dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -216,14 +244,20 @@ def search_with_restart(
 
     This is how the quasi-Newton and CG methods recover from a stale model: the memory or
     the conjugacy is dropped and the step is retried along the gradient, as L-BFGS-B does.
-    A direction that is not a descent direction is not searched at all. A line search with a
-    ``search_with_fallback`` method (:class:`StrongWolfe`) restarts inside its own loop, so
-    the oracle is traced once; any other is run a second time in a ``tf.cond``.
-    ``extra_condition(d, g_new)``, if given, is passed on to the search (which must accept it).
+    A direction that is not a descent direction is not searched at all. A line search that
+    ``restarts_in_loop`` (both Wolfe searches) restarts inside its own loop, so the oracle is
+    traced once; any other is run a second time in a ``tf.cond``. ``extra_condition(d,
+    g_new)``, if given, is passed on to the search (which must declare
+    ``takes_extra_condition``).
     """
+    can = capabilities(line_search)
     extra = {} if extra_condition is None else {"extra_condition": extra_condition}
+    if extra_condition is not None and not can.takes_extra_condition:
+        raise TypeError(
+            f"line_search: {type(line_search).__name__} takes no extra_condition, which this "
+            "method passes; use a search with takes_extra_condition = True (MoreThuente)")
     if reference is not None:
-        if not getattr(line_search, "takes_reference", False):
+        if not can.takes_reference:
             raise TypeError(
                 f"line_search: {type(line_search).__name__} takes no reference value, which "
                 "this non-monotone method passes; use a search with takes_reference = True "
@@ -233,7 +267,7 @@ def search_with_restart(
     d = tf.cond(descent, lambda: d, lambda: fallback_d)
     step0 = tf.where(descent, step0, fallback_step0)
     can_restart = can_restart & descent
-    if hasattr(line_search, "search_with_fallback"):  # restarts inside its own loop
+    if can.restarts_in_loop:
         result, retried = line_search.search_with_fallback(
             oracle, x, f, g, d, step0, fallback_d, fallback_step0, can_restart, **extra)
         return Restarted(result, retried | ~descent, result.nfev)

@@ -30,7 +30,7 @@ J. J. Moré, 1993), as used by L-BFGS-B and ``scipy.optimize.line_search_wolfe1`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
@@ -238,6 +238,10 @@ class MoreThuente:
     def __repr__(self) -> str:
         return (f"MoreThuente(c1={self.c1}, c2={self.c2}, max_evals={self.max_evals}, "
                 f"xtol={self.xtol}, min_step={self.min_step}, max_step={self.max_step})")
+
+    takes_reference: ClassVar[bool] = False
+    takes_extra_condition: ClassVar[bool] = True
+    restarts_in_loop: ClassVar[bool] = True
 
     def search(self, oracle: Callable[[tf.Tensor], Any], x: tf.Tensor, f: tf.Tensor,
                g: tf.Tensor, d: tf.Tensor, step0: tf.Tensor,

@@ -26,7 +26,7 @@ ACM TOMS 20(3), 1994 (the safeguards on extrapolation).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
@@ -139,6 +139,10 @@ class StrongWolfe:
     def __repr__(self) -> str:
         return (f"StrongWolfe(c1={self.c1}, c2={self.c2}, max_evals={self.max_evals}, "
                 f"xtol={self.xtol}, max_step={self.max_step}, noise={self.noise})")
+
+    takes_reference: ClassVar[bool] = False
+    takes_extra_condition: ClassVar[bool] = False
+    restarts_in_loop: ClassVar[bool] = True
 
     def search(
         self,

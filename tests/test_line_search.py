@@ -378,3 +378,44 @@ def test_search_with_restart_retries_along_the_fallback(search):
                                tf.constant(False))
     assert not bool(kept.restarted) and float(kept.result.step) == 0.0
     np.testing.assert_array_equal(kept.result.x.numpy(), x.numpy())
+
+
+# ---------------------------------------------------------------------- declared capabilities
+def test_the_searches_declare_what_they_can_do():
+    from flatvec.algorithms.line_search import Capabilities, capabilities
+
+    assert capabilities(MoreThuente()) == Capabilities(False, True, True)
+    assert capabilities(StrongWolfe()) == Capabilities(False, False, True)
+    assert capabilities(Backtracking()) == Capabilities(True, False, False)
+
+    class Plain:  # a user's search that declares nothing: plain search() only
+        def search(self, oracle, x, f, g, d, step0):
+            return Backtracking().search(oracle, x, f, g, d, step0)
+
+    assert capabilities(Plain()) == Capabilities(False, False, False)
+
+
+def test_a_search_is_refused_what_it_does_not_declare():
+    from flatvec.algorithms.line_search import search_with_restart
+
+    def oracle(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            f = tf.reduce_sum((x - 3.0) ** 2)
+        return f, tape.gradient(f, x)
+
+    x = tf.constant([0.0], tf.float64)
+    f, g = oracle(x)
+    one = tf.constant(1.0, tf.float64)
+    with pytest.raises(TypeError, match="StrongWolfe takes no extra_condition"):
+        search_with_restart(StrongWolfe(), oracle, x, f, g, -g, one, -g, one,
+                            tf.constant(True), extra_condition=lambda d, g_new: True)
+    with pytest.raises(TypeError, match="MoreThuente takes no reference"):
+        search_with_restart(MoreThuente(), oracle, x, f, g, -g, one, -g, one,
+                            tf.constant(True), reference=f)
+    # Declared and used: a strong Wolfe step (c2 = 0.9) from the search's own loop.
+    result = search_with_restart(MoreThuente(), oracle, x, f, g, -g, one, -g, one,
+                                 tf.constant(True), extra_condition=lambda d, g_new: True)
+    step = float(result.result.step)
+    assert bool(result.result.success) and float(result.result.f) <= float(f) - 1e-4 * step * 36
+    assert abs(float(result.result.g[0] * -g[0])) <= 0.9 * 36.0
