@@ -84,7 +84,6 @@ class LBFGSMemory(NamedTuple):
     head: tf.Tensor  # int32: the slot the next pair is written to
     count: tf.Tensor  # int32: pairs stored, <= m
     gamma: tf.Tensor  # scale of the initial inverse Hessian
-    private: tf.Tensor  # bool: s and y may be written in place (see flatvec.buffers)
 
 
 def inverse_hessian_product(
@@ -179,6 +178,8 @@ def auto_memory(n: int | None) -> int:
 class LBFGSDirection(Direction):
     """:math:`d = -H g` from the last ``memory`` curvature pairs (see the module docstring)."""
 
+    writes_rows: ClassVar[bool] = True  # s and y rows, on every update (flatvec.buffers)
+
     def __init__(self, memory: int | None) -> None:
         self.memory = memory
 
@@ -193,13 +194,7 @@ class LBFGSDirection(Direction):
             head=tf.zeros([], tf.int32),
             count=tf.zeros([], tf.int32),
             gamma=unit_step_scale(g),
-            private=tf.constant(False),
         )
-
-    def own_buffers(self, mem: LBFGSMemory) -> LBFGSMemory:
-        """The memory marked as possibly shared: its next row write copies the buffers (see
-        :mod:`flatvec.buffers`)."""
-        return mem._replace(private=tf.constant(False))
 
     def propose(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                 oracle: Oracle) -> Proposal:
@@ -245,13 +240,12 @@ class LBFGSDirection(Direction):
         # rows; the direction's products come before the search, on which s and y depend).
         # A skipped pair writes no row (keep).
         s_buf, y_buf = buffers.write_rows((mem.s, mem.y), slot, (s, y), keep=keep,
-                                          private=mem.private, after=(s_g, y_g))
+                                          after=(s_g, y_g))
         return LBFGSMemory(
             s=s_buf, y=y_buf, sy=sy_mat, yy=yy_mat, sg=sg_vec, yg=yg_vec,
             head=tf.where(keep, tf.math.floormod(slot + 1, m), slot),
             count=tf.where(keep, tf.minimum(count + 1, m), count),
             gamma=tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma),
-            private=tf.constant(True),
         )
 
 

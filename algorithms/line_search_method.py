@@ -32,7 +32,7 @@ Writing a new line-search method is writing a direction::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
@@ -105,11 +105,12 @@ class Direction:
     fallback direction was used). ``propose`` may call ``oracle.hvp`` if the method declares
     ``needs_hvp``.
 
-    Optional: ``own_buffers(memory) -> memory``, for a direction whose ``update`` writes rows
-    with :func:`flatvec.buffers.write_rows`: the memory with its ``private`` flag set to False
-    (the compiled loop calls it before a block whenever the buffers may be held elsewhere; the
-    next write copies, later ones go in place).
+    Optional: ``writes_rows = True`` (a class attribute) for a direction whose ``update``
+    writes rows with :func:`flatvec.buffers.write_rows` on every step: the compiled loop then
+    writes them in place where it owns the buffers.
     """
+
+    writes_rows: ClassVar[bool] = False
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Any:
         raise NotImplementedError
@@ -153,13 +154,8 @@ class LineSearchMethod(Algorithm):
                             f"{type(line_search).__name__}")
         self.direction = direction
         self.line_search = line_search
-        if callable(getattr(direction, "own_buffers", None)):
-            # Only then: the compiled loop writes rows in place for algorithms that have it.
-            self.own_buffers = self._own_direction_buffers
-
-    def _own_direction_buffers(self, state: LineSearchState) -> LineSearchState:
-        """The state with the direction's buffers made private (see :mod:`flatvec.buffers`)."""
-        return state._replace(memory=self.direction.own_buffers(state.memory))
+        # The compiled loop writes rows in place for algorithms that declare it.
+        self.writes_rows = bool(getattr(direction, "writes_rows", False))
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> LineSearchState:
         f, g = oracle(x)

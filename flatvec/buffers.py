@@ -8,22 +8,22 @@ buffer it is given (a private contact: with the switch off every write is a copy
 right only where nothing else holds the buffer and every read of its old contents has run.
 The compiled loop and :func:`write_rows` see to both:
 
-- a buffer is *private* once the compiled loop has written it by a copy: that write is a
-  ``tf.tensor_scatter_nd_update`` (a new buffer), later ones are in place. The algorithm
-  keeps a bool ``private`` beside its buffers, which its ``own_buffers(state)`` sets to
-  False. The loop calls ``own_buffers`` before a block whenever the carry's buffers may be
-  held elsewhere (after the start, which took the start state's or a caller's tensors, and
-  after every host read or checkpoint of the carry), so none of those is ever written; a
-  run that reads nothing between blocks copies each buffer once;
-- the loop traces the block inside :func:`in_place`, and :func:`write_rows` there orders an
-  in-place write after the reads it is given (``after``).
+- ownership is the compiled loop's, not the algorithm's: the loop knows whether anything
+  besides itself may hold the carry's buffers (the start's or a caller's tensors, a host
+  read, a checkpoint, an eager block: all mark them shared) and traces each iteration inside
+  :func:`in_place` with ``owned``, a bool tensor that is False until the block's first write
+  has copied them (a ``tf.tensor_scatter_nd_update``: a new buffer), True after; so no
+  tensor anything else holds is ever written, and a run that reads nothing between blocks
+  copies each buffer once;
+- :func:`write_rows` there orders an in-place write after the reads it is given (``after``).
 
 Outside that scope (eager calls, a user's own loop, XLA, which has no kernel for the raw op)
 :func:`write_rows` is ``tf.tensor_scatter_nd_update`` whose index depends on the reads by
 dataflow: XLA then updates a while loop's buffer in place by itself, but only where the
-dataflow orders every read of the old rows before the write. An algorithm that calls
-:func:`write_rows` must define ``own_buffers``; the loop enters :func:`in_place` only for
-algorithms that do.
+dataflow orders every read of the old rows before the write. An algorithm whose step calls
+:func:`write_rows` declares ``writes_rows = True`` and calls it on every step (``keep=False``
+for a step that stores nothing), so that the buffers are the loop's own after each step; the
+loop enters :func:`in_place` only for algorithms that declare it.
 """
 
 from __future__ import annotations
@@ -42,17 +42,19 @@ _scope = threading.local()  # per thread: tracing is per thread
 
 
 @contextlib.contextmanager
-def in_place(active: bool = True) -> Iterator[None]:
-    """Trace :func:`write_rows` calls in this block as in-place writes (if ``active``).
+def in_place(active: bool = True, owned: tf.Tensor | None = None) -> Iterator[None]:
+    """Trace :func:`write_rows` calls in this block as in-place writes where ``owned`` (a bool
+    tensor: only the loop holds the buffers) holds, if ``active``.
 
-    Only the compiled loop enters it, around the trace of a block whose algorithm state went
-    through ``own_buffers`` (see the module docstring)."""
-    before = getattr(_scope, "active", False)
-    _scope.active = bool(active) and inplace.available()
+    Only the compiled loop enters it, around the trace of each iteration (see the module
+    docstring)."""
+    before = getattr(_scope, "active", False), getattr(_scope, "owned", None)
+    _scope.active = bool(active) and inplace.available() and owned is not None
+    _scope.owned = owned
     try:
         yield
     finally:
-        _scope.active = before
+        _scope.active, _scope.owned = before
 
 
 def writes_in_place() -> bool:
@@ -61,15 +63,14 @@ def writes_in_place() -> bool:
 
 
 def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf.Tensor], *,
-               private: tf.Tensor, after: Sequence[tf.Tensor] = (),
+               after: Sequence[tf.Tensor] = (),
                keep: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
     """Each of ``buffers`` with row ``index`` (int32 scalar) replaced by the matching ``rows``.
 
-    Inside :func:`in_place`, where ``private`` (bool scalar: the loop wrote these buffers by a
-    copy before) holds, each row goes into its buffer's own memory once every tensor in
-    ``after`` (each read of the old contents that is not already an input of a row) has been
-    computed: the old contents are gone and the results are the buffers themselves.
-    Elsewhere the results are new tensors (private from then on) and ``buffers`` are
+    Inside :func:`in_place`, where the loop owns the buffers, each row goes into its buffer's
+    own memory once every tensor in ``after`` (each read of the old contents that is not
+    already an input of a row) has been computed: the old contents are gone and the results
+    are the buffers themselves. Elsewhere the results are new tensors and ``buffers`` are
     unchanged, and the write's index depends on ``after`` by dataflow (for XLA). One call for
     all the buffers of a write: one ``tf.cond`` in the graph.
 
@@ -102,7 +103,7 @@ def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf
             return tuple(inplace.write_rows_in_place(b, indices, r)
                          for b, r in zip(buffers, rows))
 
-    return tf.cond(private, overwrite, scatter)
+    return tf.cond(_scope.owned, overwrite, scatter)
 
 
 def _after_reads(indices: tf.Tensor, reads: Sequence[tf.Tensor]) -> tf.Tensor:

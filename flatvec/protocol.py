@@ -25,14 +25,13 @@ Optional state fields the driver understands:
     ``k > 0`` stops the run for the algorithm's ``stop_reasons[k - 1]``
     (a :class:`~flatvec.status.StopReason`: message and whether it is a success).
 
-An optional method the driver understands: ``own_buffers(state) -> State``, for an algorithm
-whose ``step`` writes history rows with :func:`flatvec.buffers.write_rows` (L-BFGS): the state
-marked as possibly shared (its ``private`` flag False), which the compiled loop applies before a
-block whenever the buffers may be held outside it; the rows are then written in place. A
-line-search method gets it from its direction's ``own_buffers(memory)``.
+An optional declaration the driver understands: ``writes_rows = True``, for an algorithm whose
+``step`` writes history rows with :func:`flatvec.buffers.write_rows` on every step (L-BFGS):
+the compiled loop, which knows whether anything else may hold the buffers, then writes the
+rows in place. A line-search method takes it from its direction's ``writes_rows``.
 
-Another: ``result_note(state) -> str``, a sentence the driver appends to the result's message
-(run on the host with the final state; ``lm`` says which solver ran).
+An optional method: ``result_note(state) -> str``, a sentence the driver appends to the
+result's message (run on the host with the final state; ``lm`` says which solver ran).
 
 The version-1 ``init(x, f, g)`` is still accepted: the driver evaluates ``x`` first.
 

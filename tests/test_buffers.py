@@ -41,7 +41,7 @@ def test_write_rows_outside_the_loop_returns_new_tensors_and_keeps_the_buffers()
     a = tf.constant(np.arange(12.0).reshape(3, 4))
     b = -a
     out_a, out_b = buffers.write_rows((a, b), tf.constant(1), (tf.fill([4], tf.constant(
-        -1.0, F64)), tf.fill([4], tf.constant(7.0, F64))), private=tf.constant(True))
+        -1.0, F64)), tf.fill([4], tf.constant(7.0, F64))))
     assert not buffers.writes_in_place()
     np.testing.assert_array_equal(a.numpy(), np.arange(12.0).reshape(3, 4))
     np.testing.assert_array_equal(b.numpy(), -np.arange(12.0).reshape(3, 4))
@@ -60,9 +60,9 @@ def test_write_rows_writes_the_row_only_where_kept(mode, keep, read):
     def write(keep: tf.Tensor, read: tf.Tensor) -> tf.Tensor:
         buffer = tf.reshape(tf.range(12.0, dtype=F64), [3, 4]) + 0.0  # held by nobody else
         after = tf.linalg.matvec(buffer, tf.fill([4], read))
-        with buffers.in_place(mode == "in_place"):
+        with buffers.in_place(mode == "in_place", owned=tf.constant(True)):
             (out,) = buffers.write_rows((buffer,), tf.constant(1), (tf.fill([4], tf.constant(
-                -1.0, F64)),), private=tf.constant(True), after=(after,), keep=keep)
+                -1.0, F64)),), after=(after,), keep=keep)
         return out
 
     expected = np.arange(12.0).reshape(3, 4)
@@ -159,3 +159,34 @@ def test_a_state_handed_to_a_later_run_is_not_written():
     for name, value in saved.items():
         np.testing.assert_array_equal(getattr(first.state.memory, name).numpy(), value,
                                       err_msg=name)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_host_read_ever_sees_its_buffers_overwritten(seed):
+    # A random interleaving of the ways the host gets at the carry (snapshots, the checkpoint
+    # variables, eager blocks) and compiled blocks of random sizes: every tensor the host was
+    # handed keeps the values it had when handed over, whatever ran after.
+    rng = np.random.default_rng(seed)
+    loop = _loop(memory=3)
+    loop.start(tf.constant(X0), StopRule(0.0, 0.0, 10_000, 0))
+    held = []
+    for _ in range(12):
+        action = rng.choice(["compiled", "compiled", "eager", "snapshot", "variables"])
+        if action == "compiled":
+            loop.set_block(int(rng.integers(1, 6)))
+            loop.advance()
+        elif action == "eager":
+            loop.advance_eagerly(int(rng.integers(1, 3)))
+        elif action == "snapshot":
+            memory = loop.carry().state.memory
+            held.append((memory, {k: v.numpy().copy() for k, v in memory._asdict().items()}))
+        else:
+            memory = loop.variables.state.memory  # what a checkpoint tracks
+            values = {k: v.numpy().copy() for k, v in memory._asdict().items()}
+            held.append((loop.carry().state.memory, values))
+    loop.set_block(8)
+    loop.advance()
+    assert held, "the sequence held nothing"
+    for memory, values in held:
+        for name, value in values.items():
+            np.testing.assert_array_equal(getattr(memory, name).numpy(), value, err_msg=name)

@@ -133,11 +133,10 @@ class CompiledLoop:
         self._objective_captures: tuple[tf.Tensor, ...] = ()
         self._template: graph_reuse.LoopTemplate | None = None
         self._host_reads, self._reader = 0, None
-        # In-place row writes (flatvec.buffers) for algorithms with own_buffers; not under
-        # XLA, which has no kernel for the raw op (it updates its loop buffers in place itself
-        # where the dataflow orders the reads first: flatvec.buffers).
-        self._own_buffers = getattr(algorithm, "own_buffers", None)
-        self._writes_in_place = callable(self._own_buffers) and not jit_compile
+        # In-place row writes (flatvec.buffers) for algorithms that declare writes_rows; not
+        # under XLA, which has no kernel for the raw op (it updates its loop buffers in place
+        # itself where the dataflow orders the reads first: flatvec.buffers).
+        self._writes_in_place = bool(getattr(algorithm, "writes_rows", False)) and not jit_compile
         self._jit_compile = bool(jit_compile)
         jit = jit_compile or None
         self._start = tf.function(self._start_graph, jit_compile=jit, autograph=False)
@@ -382,17 +381,10 @@ class CompiledLoop:
 
     def _advance_graph(self) -> Report:
         carry = self._read()
-        if self._writes_in_place:
-            # Buffers that anything besides the loop may hold (the start's tensors, a host
-            # snapshot, a checkpoint's) are copied at their first write of this block; after
-            # a block that nobody read, the next one writes them in place from the start.
-            # Only the fields own_buffers changes (L-BFGS: one bool) get a select: a cond
-            # over the whole state would put two nodes per field in the graph.
-            shared = self._carry_shared.value()
-            owned = self._own_buffers(carry.state)
-            carry = carry._replace(state=tf.nest.map_structure(
-                lambda new, old: old if new is old else tf.where(shared, new, old),
-                owned, carry.state))
+        # Buffers that anything besides the loop may hold (the start's tensors, a host
+        # snapshot, a checkpoint's) are copied at their first write of this block; after a
+        # block that nobody read, the next one writes them in place from the start.
+        owned = ~self._carry_shared.value()
         rule = self._rule()
         block = self._block.read_value()
         rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))
@@ -401,13 +393,16 @@ class CompiledLoop:
             return (i < block) & (c.status == int(Status.RUNNING))
 
         def body(i: tf.Tensor, c: Carry, rows: tf.Tensor) -> tuple[tf.Tensor, Carry, tf.Tensor]:
-            c = self._one_step(c, rule)
+            # After the block's first step the buffers are the loop's own: that step wrote
+            # them (writes_rows algorithms write on every step), by a copy where shared.
+            with buffers.in_place(self._writes_in_place, owned | (i > 0)):
+                c = self._one_step(c, rule)
             row = tf.minimum(i, MAX_ROWS - 1)
             rows = tf.tensor_scatter_nd_update(rows, [[row]], [_report_row(c, self.objective)])
             return i + 1, c, rows
 
         # The loop runs at least once: a call is only made while the status is RUNNING.
-        with buffers.in_place(self._writes_in_place), vector_ops.xla_scope(self._jit_compile):
+        with vector_ops.xla_scope(self._jit_compile):
             _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
         self._write(carry)
         if self._writes_in_place:
