@@ -12,7 +12,8 @@ from .backtracking import Backtracking
 from .line_search import Restarted
 from .line_search_method import Direction, LineSearchMethod, Proposal
 
-__all__ = ["ArmijoMemory", "GradientDescent", "MomentumSlots", "SteepestDescent"]
+__all__ = ["ArmijoDescent", "ArmijoMemory", "GradientDescent", "MomentumSlots",
+           "SteepestDescent"]
 
 LINE_SEARCHES = (None, "armijo")
 
@@ -47,6 +48,20 @@ class SteepestDescent(Direction):
         return ArmijoMemory(tf.where(step > 0, 2.0 * step, mem.trial))
 
 
+class ArmijoDescent(LineSearchMethod):
+    r"""Steepest descent with Armijo backtracking (N&W Algorithm 3.1): along :math:`-g_k`, the
+    first trial ``learning_rate``, later ones twice the last accepted step, each shrunk until
+    :math:`f(x_k - \alpha g_k) \le f(x_k) - c_1 \alpha \|g_k\|^2`
+    (:class:`~flatvec.algorithms.backtracking.Backtracking`). What ``algo="gd",
+    line_search="armijo"`` runs."""
+
+    default_ftol: ClassVar[float] = LBFGSB_FTOL
+
+    def __init__(self, *, learning_rate: float = 0.01, c1: float = 1e-4) -> None:
+        super().__init__(SteepestDescent(float(learning_rate)), Backtracking(c1=c1))
+        self.learning_rate, self.c1 = float(learning_rate), float(c1)
+
+
 class GradientDescent(UpdateRule):
     r"""Gradient descent, optionally with heavy-ball or Nesterov momentum.
 
@@ -60,11 +75,9 @@ class GradientDescent(UpdateRule):
     ``momentum=0`` is plain gradient descent :math:`x_{k+1} = x_k - \eta g_k`.
 
     With ``line_search="armijo"`` the step is chosen each iteration by Armijo backtracking
-    (N&W Algorithm 3.1, :class:`~flatvec.algorithms.backtracking.Backtracking`) along
-    :math:`-g_k`: the first trial is ``learning_rate``, later ones twice the last accepted step
-    (so the step can grow back), and each is shrunk until
-    :math:`f(x_k - \alpha g_k) \le f(x_k) - c_1 \alpha \|g_k\|^2`. This mode re-evaluates the
-    loss, so it runs through ``flatvec.minimize`` only, and takes no momentum.
+    along :math:`-g_k` (:class:`ArmijoDescent`, which this rule then runs). This mode
+    re-evaluates the loss, so it runs through ``flatvec.minimize`` only, and takes no
+    momentum.
 
     Parameters
     ----------
@@ -118,7 +131,7 @@ class GradientDescent(UpdateRule):
         if line_search is not None:
             # An instance-level capability: this configuration re-evaluates the loss.
             self.uses_line_search = True
-            self._armijo = LineSearchMethod(SteepestDescent(self.learning_rate), Backtracking())
+            self._armijo = ArmijoDescent(learning_rate=self.learning_rate)
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> Any:
         if self.line_search is None:

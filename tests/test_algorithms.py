@@ -405,3 +405,19 @@ def test_gd_momentum_rule_matches_keras_sgd(nesterov, rng):
         sgd.apply_gradients([(tf.constant(g), var)])
         x, slots = rule.update(x, tf.constant(g), slots, learning_rate=tf.constant(0.125, F64))
         np.testing.assert_allclose(x.numpy(), var.numpy(), rtol=1e-14)
+
+
+def test_armijo_descent_is_what_gd_with_an_armijo_search_runs():
+    from flatvec.algorithms.gd import ArmijoDescent
+
+    fun = lambda x: tf.reduce_sum(tf.range(1.0, 6.0, dtype=tf.float64) * (x - 1.0) ** 2)  # noqa: E731
+    x0 = tf.zeros([5], tf.float64)
+    by_name = flatvec.minimize(fun, x0, "gd", line_search="armijo", learning_rate=1.0,
+                               max_iter=30, gtol=0.0, ftol=0.0)
+    direct = flatvec.minimize(fun, x0, ArmijoDescent(learning_rate=1.0), max_iter=30, gtol=0.0,
+                              ftol=0.0)
+    np.testing.assert_array_equal(by_name.x, direct.x)
+    assert (by_name.nit, by_name.nfev) == (direct.nit, direct.nfev) == (30, direct.nfev)
+    # Every accepted step met the Armijo condition: the loss never rose.
+    assert np.all(np.diff(direct.history["loss"]) <= 0)
+    np.testing.assert_allclose(direct.x, 1.0, atol=1e-3)
