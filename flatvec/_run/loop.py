@@ -384,7 +384,7 @@ class CompiledLoop:
         # Buffers that anything besides the loop may hold (the start's tensors, a host
         # snapshot, a checkpoint's) are copied at their first write of this block; after a
         # block that nobody read, the next one writes them in place from the start.
-        owned = ~self._carry_shared.value()
+        owned = ~self._carry_shared.value() if self._writes_in_place else None
         rule = self._rule()
         block = self._block.read_value()
         rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))
@@ -395,7 +395,8 @@ class CompiledLoop:
         def body(i: tf.Tensor, c: Carry, rows: tf.Tensor) -> tuple[tf.Tensor, Carry, tf.Tensor]:
             # After the block's first step the buffers are the loop's own: that step wrote
             # them (writes_rows algorithms write on every step), by a copy where shared.
-            with buffers.in_place(self._writes_in_place, owned | (i > 0)):
+            with buffers.in_place(self._writes_in_place,
+                                  owned | (i > 0) if self._writes_in_place else None):
                 c = self._one_step(c, rule)
             row = tf.minimum(i, MAX_ROWS - 1)
             rows = tf.tensor_scatter_nd_update(rows, [[row]], [_report_row(c, self.objective)])

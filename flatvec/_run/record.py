@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LOG_FIELDS", "IterationRecord", "records"]
+__all__ = ["LOG_FIELDS", "WIDTH", "IterationRecord", "records"]
 
 
 class IterationRecord(NamedTuple):

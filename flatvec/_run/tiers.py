@@ -39,8 +39,8 @@ __all__ = ["COMPILE_SECONDS", "EAGER_ITERATION_SECONDS", "ENABLED", "TierPlan", 
 # False: every run is compiled from its first iteration (as before tiering).
 ENABLED = True
 
-# Measured defaults (see the module docstring): the compiled loop's set-up, and the time an
-# eager iteration costs more than a compiled one.
+# Measured defaults (see the module docstring): the compiled loop's set-up, and an eager
+# iteration's time (its evaluations included, which both tiers pay: a conservative rent).
 COMPILE_SECONDS = 0.55
 EAGER_ITERATION_SECONDS = 0.025
 _MAX_KEYS = 64
@@ -103,7 +103,7 @@ class TierPlan:
         if self.eager:
             report = loop.advance_eagerly(loop.block)
             self._spent += time.perf_counter() - start
-            self._iterations += loop.block
+            self._iterations += len(report.records())  # fewer than the block if it stopped
             if self._spent >= self._compile_cost():
                 self.eager = False  # the run has paid for the compiled loop: switch
             return report
