@@ -192,3 +192,21 @@ def test_limits_bound_the_predicted_length(eager_calls):
 def test_xla_runs_stay_compiled(eager_calls):
     res = flatvec.minimize(lambda x: _rosen(x), _x0(), "lbfgs", max_iter=5, jit_compile=True)
     assert res.nit == 5 and not eager_calls
+
+
+@pytest.mark.parametrize("solver", ["dense", "cg"])
+def test_a_short_least_squares_run_is_the_compiled_run(solver, monkeypatch, eager_calls):
+    # Levenberg-Marquardt's start is traced (the dense matrix); its iterations run eagerly.
+    t = tf.linspace(tf.constant(0.0, tf.float64), 1.0, 30)
+    y = 2.0 * tf.exp(-1.5 * t) + 0.1 * tf.sin(7.0 * t)
+
+    def run():
+        objective = flatvec.Objective.from_residuals(lambda p: p[0] * tf.exp(-p[1] * t) - y)
+        return flatvec.minimize(objective, tf.constant([1.0, 1.0], tf.float64), "lm",
+                                solver=solver, max_iter=SHORT, gtol=0.0)
+
+    eager, compiled = _both_tiers(monkeypatch, run)
+    assert eager_calls
+    # Truncated CG's inner sums round differently op by op than in the graph (1e-9 apart).
+    _assert_same_run(eager, compiled, rtol=1e-9 if solver == "dense" else 1e-7)
+    assert bool(eager.state.dense) == (solver == "dense")
