@@ -66,19 +66,20 @@ def make_mlp():
 
 
 # ---------------------------------------------------------------------- private API switch
-PRIVATE_TF_ON = os.environ.get("FLATVEC_PRIVATE_TF", "1") != "0"
-
-
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "private_tf: tests a private TensorFlow/Keras contact itself (flatvec/_tf); "
-        "skipped when FLATVEC_PRIVATE_TF=0, where the public fallbacks run")
+        "skipped where the contacts are off (FLATVEC_PRIVATE_TF=0, or an untested "
+        "TensorFlow/Keras), where the public fallbacks run")
 
 
 def pytest_collection_modifyitems(config, items):
-    if PRIVATE_TF_ON:
+    from flatvec import _tf
+
+    if _tf.enabled():
         return
-    skip = pytest.mark.skip(reason="tests a private TF/Keras contact; FLATVEC_PRIVATE_TF=0")
+    skip = pytest.mark.skip(reason="tests a private TF/Keras contact, which is off here "
+                                   "(FLATVEC_PRIVATE_TF=0 or an untested version)")
     for item in items:
         if "private_tf" in item.keywords:
             item.add_marker(skip)
