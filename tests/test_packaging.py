@@ -19,5 +19,6 @@ def test_every_source_package_is_in_the_wheel():
                for p in (ROOT / "flatvec").rglob("__init__.py")}
     on_disk |= {".".join(("flatvec.algorithms", *p.parent.relative_to(ROOT / "algorithms").parts))
                 for p in (ROOT / "algorithms").rglob("__init__.py")}
-    assert on_disk == listed, f"missing from pyproject: {on_disk - listed}; stale: {listed - on_disk}"
+    assert on_disk == listed, (f"missing from pyproject: {on_disk - listed}; "
+                               f"stale: {listed - on_disk}")
     assert config["package-dir"]["flatvec.algorithms"] == "algorithms"
