@@ -83,3 +83,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "private_tf" in item.keywords:
             item.add_marker(skip)
+
+
+# ---------------------------------------------------------------------- tiers
+@pytest.fixture(autouse=True)
+def compiled_tier(monkeypatch):
+    """Every run compiled, as before tiers, outside tests/test_tiers.py (whose fixture turns
+    the eager tier on): which tier a run takes depends on this machine's measured set-up cost
+    and on earlier runs in the worker process, and the suite's trace counts, checkpoint and
+    trajectory comparisons must not depend on either."""
+    from flatvec._run import tiers
+
+    tiers.forget()
+    monkeypatch.setattr(tiers, "ENABLED", False)

@@ -33,6 +33,7 @@ def eager_calls(monkeypatch):
     loop that can run shared compiled functions does, see flatvec._tf.graph_reuse)."""
     graph_reuse.clear()
     tiers.forget()
+    monkeypatch.setattr(tiers, "ENABLED", True)  # (conftest turns it off elsewhere)
     calls = []
     original = CompiledLoop.advance_eagerly
 
