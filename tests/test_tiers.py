@@ -211,3 +211,9 @@ def test_a_short_least_squares_run_is_the_compiled_run(solver, monkeypatch, eage
     # Truncated CG's inner sums round differently op by op than in the graph (1e-9 apart).
     _assert_same_run(eager, compiled, rtol=1e-9 if solver == "dense" else 1e-7)
     assert bool(eager.state.dense) == (solver == "dense")
+
+
+def test_the_eager_tier_has_a_switch(monkeypatch, eager_calls):
+    monkeypatch.setenv("FLATVEC_EAGER_TIER", "0")
+    res = flatvec.minimize(lambda x: _rosen(x), _x0(), "lbfgs", max_iter=SHORT)
+    assert res.nit == SHORT and not eager_calls

@@ -29,6 +29,7 @@ measurements: a loop's first compiled call, and eager iterations.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -36,7 +37,8 @@ from typing import Any
 
 __all__ = ["COMPILE_SECONDS", "EAGER_ITERATION_SECONDS", "ENABLED", "TierPlan", "forget"]
 
-# False: every run is compiled from its first iteration (as before tiering).
+# False: every run is compiled from its first iteration (as before tiering); so does the
+# environment variable FLATVEC_EAGER_TIER=0.
 ENABLED = True
 
 # Measured defaults (see the module docstring): the compiled loop's set-up, and an eager
@@ -82,7 +84,8 @@ class TierPlan:
         self._spent = 0.0  # seconds of eager blocks so far
         self._iterations = 0  # eager iterations so far
         self.eager = False
-        if not ENABLED or loop.is_compiled or not loop.can_step_eagerly:
+        if (not ENABLED or os.environ.get("FLATVEC_EAGER_TIER", "1") == "0"
+                or loop.is_compiled or not loop.can_step_eagerly):
             return
         bound = max_iter - nit
         if max_eval:
