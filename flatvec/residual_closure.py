@@ -170,9 +170,7 @@ class ResidualClosureObjective(Objective, form="residual_closure"):
         # value and gradient name it) unless allowed; zeros then.
         parts = tape.jacobian(r, variables, unconnected_gradients=tf.UnconnectedGradients.NONE)
         if not self._allow_unused:
-            self._space.pack([None if p is None else tf.zeros(v.shape, self._dtype)
-                              for p, v in zip(parts, variables)], allow_unused=False,
-                             name="jacobian")
+            self._space.check_connected(parts, "jacobian")
         parts = [tf.zeros(tf.concat([tf.shape(r), tf.shape(v)], 0), r.dtype) if p is None else p
                  for p, v in zip(parts, variables)]
         m = tf.shape(r)[0]

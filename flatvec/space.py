@@ -176,19 +176,11 @@ class FlatParamSpace:
             ``ValueError`` naming the variable.
         """
         tensors = list(tensors)
-        if len(tensors) != len(self._layout):
-            raise ValueError(
-                f"{name}: expected {len(self._layout)} tensors (one per variable), "
-                f"got {len(tensors)}"
-            )
+        if not allow_unused:
+            self.check_connected(tensors, name)
         parts = []
         for slot, t in zip(self._layout, tensors):
             if t is None:
-                if not allow_unused:
-                    raise ValueError(
-                        f"{name}: no gradient for variable {slot.name!r} (it does not affect "
-                        "the loss); pass allow_unused=True to treat it as zero"
-                    )
                 parts.append(tf.zeros([slot.size], self._dtype))
                 continue
             if isinstance(t, tf.IndexedSlices):
@@ -221,6 +213,21 @@ class FlatParamSpace:
             v.assign(p)
 
     # ------------------------------------------------------------------ checks
+    def check_connected(self, tensors: Sequence[Any], name: str = "tensors") -> None:
+        """Raise ``ValueError`` for a wrong count of ``tensors`` (one per variable) or a
+        ``None`` among them (a variable the loss does not depend on), naming the variable."""
+        if len(tensors) != len(self._layout):
+            raise ValueError(
+                f"{name}: expected {len(self._layout)} tensors (one per variable), "
+                f"got {len(tensors)}"
+            )
+        for slot, t in zip(self._layout, tensors):
+            if t is None:
+                raise ValueError(
+                    f"{name}: no gradient for variable {slot.name!r} (it does not affect "
+                    "the loss); pass allow_unused=True to treat it as zero"
+                )
+
     def check_vector(self, x: Any, name: str) -> tf.Tensor:
         """``x`` as a vector of this space (arrays cast to its dtype), or a ``TypeError`` /
         ``ValueError`` naming ``name`` (see :func:`check_flat_vector`)."""

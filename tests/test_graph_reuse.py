@@ -45,7 +45,7 @@ def _traces(loop) -> int:
     """Graphs the loop traced: its iteration, and its start where that is not run eagerly
     (curvature methods), counted as one with the iteration; an eager start is never traced."""
     start, advance = loop.trace_counts
-    if loop.starts_eagerly:
+    if not loop.start_is_traced:
         assert start == 0
     else:
         assert start == advance  # traced together, or shared together

@@ -228,9 +228,10 @@ class CompiledLoop:
                 self._advance.experimental_get_tracing_count())
 
     @property
-    def starts_eagerly(self) -> bool:
-        """Whether :meth:`start` runs eagerly (only f and g at the start point) or is traced."""
-        return self._eager_start
+    def start_is_traced(self) -> bool:
+        """Whether :meth:`start` is a traced graph (curvature or residual methods' set-up), not
+        run eagerly (only f and g at the start point)."""
+        return not self._eager_start
 
     @property
     def buffers_shared(self) -> bool:

@@ -104,7 +104,7 @@ def run_loop(problem, algorithm, loop, rule, reporter, initial_state, steps_per_
         reporter.begin(last, time.perf_counter() - t0)
         elapsed = time.perf_counter() - t0
         while status is Status.RUNNING:
-            records = tiers.advance().records()  # the one host transfer per call
+            records = tiers.advance()  # the one host transfer per call
             before, elapsed = elapsed, time.perf_counter() - t0
             keeper.after_block(records[-1].nit)  # before callbacks: they see it saved
             status, reason = decode_status(records[-1].status, reasons)

@@ -99,23 +99,23 @@ class TierPlan:
     def _eager_cost(self) -> float:
         return _eager_seconds.get(self._key, EAGER_ITERATION_SECONDS)
 
-    def advance(self) -> Any:
-        """Run the loop's next block in the plan's tier; its report."""
+    def advance(self) -> list[Any]:
+        """Run the loop's next block in the plan's tier; the records of its iterations
+        (:class:`~flatvec._run.record.IterationRecord`, one host transfer)."""
         loop = self._loop
         start = time.perf_counter()
         if self.eager:
-            report = loop.advance_eagerly(loop.block)
+            records = loop.advance_eagerly(loop.block).records()
             self._spent += time.perf_counter() - start
-            self._iterations += len(report.records())  # fewer than the block if it stopped
+            self._iterations += len(records)  # fewer than the block if it stopped
             if self._spent >= self._compile_cost():
                 self.eager = False  # the run has paid for the compiled loop: switch
-            return report
+            return records
         first = not loop.is_compiled
-        report = loop.advance()
+        records = loop.advance().records()  # the transfer waits for the call (and its set-up)
         if first:
-            report.values.numpy()  # the call has run (and its set-up with it)
             _compile_seconds[self._owner] = time.perf_counter() - start
-        return report
+        return records
 
     def finish(self, nit: int, cut_short: bool) -> None:
         """Record the run's length (ending at iteration ``nit``; only where the run ended by
