@@ -32,9 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
-from .line_search import LineSearchResult, check_wolfe_options, dot, finite_trial
+from .line_search import LineSearchResult, check_wolfe_options, dot
 
 __all__ = ["ExtraCondition", "MoreThuente"]
 
@@ -108,7 +109,61 @@ def _unpack(p: _Packed) -> _Loop:
                  d0, attempt_nfev, restarted)
 
 
-def _cubic_step(a: _End, b: _End) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+class _Ops(NamedTuple):
+    """The scalar operations of the search's formulas, on one of two kinds of values.
+
+    Traced (:data:`_TRACED`): TensorFlow ops, the search is one ``tf.while_loop`` in the
+    compiled iteration. Host (:data:`_HOST`): NumPy scalars of the same dtype, when the search
+    runs eagerly (the eager tier, :mod:`flatvec._run.tiers`). Why two: a search trial is some
+    200 scalar operations, each 7-17 us of TensorFlow dispatch when executed eagerly (14 ms of
+    the 27 ms an eager L-BFGS iteration took on the digits MLP) against well under 1 us on
+    NumPy scalars; the vectors (the trial point, the slope's inner product, the oracle) stay
+    TensorFlow tensors in both. The formulas are written once, on ``ops``: +, -, *, / and
+    square roots round the same in IEEE arithmetic whichever library runs them, so the two
+    kinds give the same trials (the tests compare them)."""
+
+    where: Callable[[Any, Any, Any], Any]  # select by a scalar condition
+    abs: Callable[[Any], Any]
+    maximum: Callable[[Any, Any], Any]
+    minimum: Callable[[Any, Any], Any]
+    sqrt: Callable[[Any], Any]
+    sign: Callable[[Any], Any]
+    ones_like: Callable[[Any], Any]
+    clip: Callable[[Any, Any, Any], Any]
+    isfinite: Callable[[Any], Any]
+    equal: Callable[[Any, Any], Any]
+    branch: Callable[[Any, Callable[[], Any], Callable[[], Any]], Any]  # select by running one
+    value: Callable[[Any], Any]  # a scalar tensor (an oracle's value, a slope) in this kind
+    constant: Callable[[Any, Any], Any]  # (value, dtype) in this kind
+
+
+_TRACED = _Ops(
+    where=tf.where, abs=tf.abs, maximum=tf.maximum, minimum=tf.minimum, sqrt=tf.sqrt,
+    sign=tf.sign, ones_like=tf.ones_like, clip=tf.clip_by_value, isfinite=tf.math.is_finite,
+    equal=tf.equal, branch=tf.cond, value=lambda t: t, constant=tf.constant)
+
+
+def _host_clip(t: Any, lo: Any, hi: Any) -> Any:
+    return np.maximum(np.minimum(t, hi), lo)  # tf.clip_by_value's order (a NaN stays NaN)
+
+
+def _host_value(t: Any) -> Any:
+    return np.asarray(t)[()]
+
+
+def _host_constant(value: Any, dtype: Any) -> Any:
+    return np.asarray(value, dtype=tf.as_dtype(dtype).as_numpy_dtype)[()]
+
+
+_HOST = _Ops(
+    where=lambda c, a, b: a if c else b, abs=np.abs, maximum=np.maximum, minimum=np.minimum,
+    sqrt=np.sqrt, sign=np.sign, ones_like=lambda t: np.ones_like(t)[()], clip=_host_clip,
+    isfinite=np.isfinite, equal=np.equal,
+    branch=lambda c, if_true, if_false: if_true() if c else if_false(),
+    value=_host_value, constant=_host_constant)
+
+
+def _cubic_step(ops: _Ops, a: _End, b: _End) -> tuple[Any, Any, Any]:
     r"""Minimizer of the cubic interpolating :math:`\phi, \phi'` at ``a`` and ``b`` in the form
     of ``dcstep`` (rescaled square root, :math:`\gamma` signed towards ``b``):
     :math:`a + \frac{\gamma - \phi'_a + \theta}{2\gamma - \phi'_a + \phi'_b}(b - a)` with
@@ -116,16 +171,16 @@ def _cubic_step(a: _End, b: _End) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     fraction :math:`r` of ``b - a`` and :math:`\gamma` (case 3 of :func:`_dcstep` needs both).
     """
     theta = 3.0 * (a.f - b.f) / (b.a - a.a) + a.d + b.d
-    s = tf.maximum(tf.maximum(tf.abs(theta), tf.abs(a.d)), tf.abs(b.d))
-    s = tf.where(s > 0, s, tf.ones_like(s))
-    gamma = s * tf.sqrt(tf.maximum((theta / s) ** 2 - (a.d / s) * (b.d / s), 0.0))
-    gamma = tf.where(b.a < a.a, -gamma, gamma)
+    s = ops.maximum(ops.maximum(ops.abs(theta), ops.abs(a.d)), ops.abs(b.d))
+    s = ops.where(s > 0, s, ops.ones_like(s))
+    gamma = s * ops.sqrt(ops.maximum((theta / s) ** 2 - (a.d / s) * (b.d / s), 0.0))
+    gamma = ops.where(b.a < a.a, -gamma, gamma)
     r = ((gamma - a.d) + theta) / (((gamma - a.d) + gamma) + b.d)
     return a.a + r * (b.a - a.a), r, gamma
 
 
-def _dcstep(x: _End, y: _End, p: _End, bracketed: tf.Tensor, stmin: tf.Tensor,
-            stmax: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _dcstep(ops: _Ops, x: _End, y: _End, p: _End, bracketed: Any, stmin: Any,
+            stmax: Any) -> tuple[Any, Any]:
     r"""``dcstep``'s new trial from the best end ``x``, the other end ``y`` and the trial
     ``p``; returns ``(trial, bracketed)``. The four cases (Moré & Thuente, §4):
 
@@ -140,55 +195,56 @@ def _dcstep(x: _End, y: _End, p: _End, bracketed: tf.Tensor, stmin: tf.Tensor,
        bound.
     """
     forward = p.a > x.a
-    opposite = tf.sign(p.d) * tf.sign(x.d) < 0
+    opposite = ops.sign(p.d) * ops.sign(x.d) < 0
     secant = p.a + p.d / (p.d - x.d) * (x.a - p.a)
     # Case 1.
-    cub1, _, _ = _cubic_step(x, p)
+    cub1, _, _ = _cubic_step(ops, x, p)
     quad1 = x.a + x.d / ((x.f - p.f) / (p.a - x.a) + x.d) / 2.0 * (p.a - x.a)
-    step1 = tf.where(tf.abs(cub1 - x.a) <= tf.abs(quad1 - x.a), cub1, cub1 + (quad1 - cub1) / 2)
+    step1 = ops.where(ops.abs(cub1 - x.a) <= ops.abs(quad1 - x.a), cub1,
+                      cub1 + (quad1 - cub1) / 2)
     # Case 2 (the cubic from p's side; case 3 reads the same cubic's r and gamma).
-    cub2, r3, gamma3 = _cubic_step(p, x)
-    step2 = tf.where(tf.abs(cub2 - p.a) > tf.abs(secant - p.a), cub2, secant)
+    cub2, r3, gamma3 = _cubic_step(ops, p, x)
+    step2 = ops.where(ops.abs(cub2 - p.a) > ops.abs(secant - p.a), cub2, secant)
     # Case 3: the cubic step only if the cubic tends to infinity towards the step.
-    bound = tf.where(forward, stmax, stmin)
-    cub3 = tf.where((r3 < 0) & (gamma3 != 0), p.a + r3 * (x.a - p.a), bound)
-    near = tf.where(tf.abs(cub3 - p.a) < tf.abs(secant - p.a), cub3, secant)
+    bound = ops.where(forward, stmax, stmin)
+    cub3 = ops.where((r3 < 0) & (gamma3 != 0), p.a + r3 * (x.a - p.a), bound)
+    near = ops.where(ops.abs(cub3 - p.a) < ops.abs(secant - p.a), cub3, secant)
     limit = p.a + _P66 * (y.a - p.a)
-    near = tf.where(forward, tf.minimum(limit, near), tf.maximum(limit, near))
-    far = tf.clip_by_value(
-        tf.where(tf.abs(cub3 - p.a) > tf.abs(secant - p.a), cub3, secant), stmin, stmax)
-    step3 = tf.where(bracketed, near, far)
+    near = ops.where(forward, ops.minimum(limit, near), ops.maximum(limit, near))
+    far = ops.clip(
+        ops.where(ops.abs(cub3 - p.a) > ops.abs(secant - p.a), cub3, secant), stmin, stmax)
+    step3 = ops.where(bracketed, near, far)
     # Case 4.
-    cub4, _, _ = _cubic_step(p, y)
-    step4 = tf.where(bracketed, cub4, bound)
+    cub4, _, _ = _cubic_step(ops, p, y)
+    step4 = ops.where(bracketed, cub4, bound)
 
     higher = p.f > x.f
-    decreasing = tf.abs(p.d) < tf.abs(x.d)
-    step = tf.where(higher, step1, tf.where(opposite, step2,
-                                            tf.where(decreasing, step3, step4)))
+    decreasing = ops.abs(p.d) < ops.abs(x.d)
+    step = ops.where(higher, step1, ops.where(opposite, step2,
+                                            ops.where(decreasing, step3, step4)))
     return step, bracketed | higher | opposite
 
 
-def _update_interval(x: _End, y: _End, p: _End) -> tuple[_End, _End]:
+def _update_interval(ops: _Ops, x: _End, y: _End, p: _End) -> tuple[_End, _End]:
     """``dcstep``'s interval update: ``p`` replaces ``y`` if its value is higher, else it
     becomes ``x`` (and the old ``x`` becomes ``y`` if the slopes have opposite signs)."""
     higher = p.f > x.f
-    opposite = tf.sign(p.d) * tf.sign(x.d) < 0
-    new_y = _where(higher, p, _where(opposite, x, y))
-    new_x = _where(higher, x, p)
+    opposite = ops.sign(p.d) * ops.sign(x.d) < 0
+    new_y = _where(ops, higher, p, _where(ops, opposite, x, y))
+    new_x = _where(ops, higher, x, p)
     return new_x, new_y
 
 
-def _where(cond: tf.Tensor, a: _End, b: _End) -> _End:
-    return _End(*(tf.where(cond, u, v) for u, v in zip(a, b, strict=True)))
+def _where(ops: _Ops, cond: Any, a: _End, b: _End) -> _End:
+    return _End(*(ops.where(cond, u, v) for u, v in zip(a, b, strict=True)))
 
 
-def _shift(e: _End, gtest: tf.Tensor) -> _End:
+def _shift(e: _End, gtest: Any) -> _End:
     """The end on the auxiliary function :math:`\\psi`: value and slope less the Armijo line."""
     return _End(e.a, e.f - e.a * gtest, e.d - gtest)
 
 
-def _unshift(e: _End, gtest: tf.Tensor) -> _End:
+def _unshift(e: _End, gtest: Any) -> _End:
     return _End(e.a, e.f + e.a * gtest, e.d + gtest)
 
 
@@ -270,76 +326,99 @@ class MoreThuente:
         fallback: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None,
         extra_condition: ExtraCondition | None = None,
     ) -> tuple[LineSearchResult, tf.Tensor]:
+        # Eagerly (the eager tier, a search called outside tf.function) the scalars live on
+        # the host as NumPy scalars; traced, they are tensors of the compiled loop (_Ops).
+        ops = _HOST if tf.executing_eagerly() else _TRACED
         dtype = x.dtype
-        c1, c2 = tf.constant(self.c1, dtype), tf.constant(self.c2, dtype)
-        lo_bound, hi_bound = tf.constant(self.min_step, dtype), tf.constant(self.max_step, dtype)
-        zero = tf.zeros([], dtype)
-        false = tf.constant(False)
+        c1, c2 = ops.constant(self.c1, dtype), ops.constant(self.c2, dtype)
+        lo_bound = ops.constant(self.min_step, dtype)
+        hi_bound = ops.constant(self.max_step, dtype)
+        zero = ops.constant(0.0, dtype)
+        false, true = ops.constant(False, tf.bool), ops.constant(True, tf.bool)
+        f0 = ops.value(f)
 
-        def start(direction: tf.Tensor, d0: tf.Tensor, step: tf.Tensor, nfev: tf.Tensor,
-                  restarted: tf.Tensor) -> _Loop:
-            origin = _End(zero, f, d0)
-            step = tf.clip_by_value(tf.cast(step, dtype), lo_bound, hi_bound)
+        def start(direction: tf.Tensor, d0: Any, step: Any, nfev: Any, restarted: Any) -> _Loop:
+            origin = _End(zero, f0, d0)
+            step = ops.clip(ops.constant(step, dtype) if ops is _HOST else tf.cast(step, dtype),
+                            lo_bound, hi_bound)
             width = hi_bound - lo_bound
             return _Loop(nfev, step, origin, g, origin, zero, step + _XTRAPU * step, width,
                          2.0 * width, false, false, false, false, origin, g, direction, d0,
-                         tf.zeros([], tf.int32), restarted)
+                         ops.constant(0, tf.int32), restarted)
 
-        def body(packed: _Packed) -> tuple[_Packed]:
-            s = _unpack(packed)
+        def trial(s: _Loop) -> _Loop:
+            """Evaluate the trial ``s.trial``; the search's state after it."""
             a = s.trial
-            fa, ga = oracle(x + a * s.dirn)
-            p = _End(a, fa, dot(ga, s.dirn))
-            finite = finite_trial(fa, p.d)
+            fa, ga = oracle(x + s.dirn * a)
+            fa = ops.value(fa)
+            p = _End(a, fa, ops.value(dot(ga, s.dirn)))
+            finite = ops.isfinite(fa) & ops.isfinite(p.d)  # finite_trial, on ops
             gtest = c1 * s.d0
-            armijo = finite & (fa <= f + a * gtest)
+            armijo = finite & (fa <= f0 + a * gtest)
             stage2 = s.stage2 | (armijo & (p.d >= 0))
-            converged = armijo & (tf.abs(p.d) <= -c2 * s.d0)
+            converged = armijo & (ops.abs(p.d) <= -c2 * s.d0)
             if extra_condition is not None:
-                converged = converged & extra_condition(s.dirn, ga)
+                converged = converged & ops.value(extra_condition(s.dirn, ga))
             at_max = (a >= hi_bound) & armijo & (p.d <= gtest)
             at_min = (a <= lo_bound) & ~armijo | (a <= lo_bound) & (p.d >= gtest)
             # Stage 1 with a lower value but no sufficient decrease: work on psi.
             on_psi = ~stage2 & finite & (fa <= s.x.f) & ~armijo
-            shift = tf.where(on_psi, gtest, zero)
+            shift = ops.where(on_psi, gtest, zero)
             xs, ys, ps = _shift(s.x, shift), _shift(s.y, shift), _shift(p, shift)
-            trial, bracketed = _dcstep(xs, ys, ps, s.bracketed, s.stmin, s.stmax)
-            new_x, new_y = _update_interval(xs, ys, ps)
+            step, bracketed = _dcstep(ops, xs, ys, ps, s.bracketed, s.stmin, s.stmax)
+            new_x, new_y = _update_interval(ops, xs, ys, ps)
             new_x, new_y = _unshift(new_x, shift), _unshift(new_y, shift)
             # A non-finite trial is too far: it closes the interval, the next trial steps back.
-            new_x = _where(finite, new_x, s.x)
-            new_y = _where(finite, new_y, p)
-            bracketed = tf.where(finite, bracketed, True)
-            trial = tf.where(finite, trial, s.x.a + _NONFINITE_SHRINK * (a - s.x.a))
+            new_x = _where(ops, finite, new_x, s.x)
+            new_y = _where(ops, finite, new_y, p)
+            bracketed = ops.where(finite, bracketed, true)
+            step = ops.where(finite, step, s.x.a + _NONFINITE_SHRINK * (a - s.x.a))
             # No interpolant (an end not finite, or no minimizer): bisect the interval.
-            trial = tf.where(tf.math.is_finite(trial) | ~bracketed, trial,
+            step = ops.where(ops.isfinite(step) | ~bracketed, step,
                              new_x.a + 0.5 * (new_y.a - new_x.a))
-            took = finite & tf.equal(new_x.a, a)
-            x_g = tf.cond(took, lambda: ga, lambda: s.x_g)
+            took = finite & ops.equal(new_x.a, a)
+            x_g = ops.branch(took, lambda: ga, lambda: s.x_g)
             # Bisect unless the interval shrank enough over the last two trials.
-            span = tf.abs(new_y.a - new_x.a)
+            span = ops.abs(new_y.a - new_x.a)
             bisect = bracketed & finite & (span >= _P66 * s.width1)
-            trial = tf.where(bisect, new_x.a + 0.5 * (new_y.a - new_x.a), trial)
-            width1 = tf.where(bracketed, s.width, s.width1)
-            width = tf.where(bracketed, span, s.width)
-            stmin = tf.where(bracketed, tf.minimum(new_x.a, new_y.a),
-                             trial + _XTRAPL * (trial - new_x.a))
-            stmax = tf.where(bracketed, tf.maximum(new_x.a, new_y.a),
-                             trial + _XTRAPU * (trial - new_x.a))
-            trial = tf.clip_by_value(trial, lo_bound, hi_bound)
-            stuck = bracketed & ((trial <= stmin) | (trial >= stmax)
+            step = ops.where(bisect, new_x.a + 0.5 * (new_y.a - new_x.a), step)
+            width1 = ops.where(bracketed, s.width, s.width1)
+            width = ops.where(bracketed, span, s.width)
+            stmin = ops.where(bracketed, ops.minimum(new_x.a, new_y.a),
+                              step + _XTRAPL * (step - new_x.a))
+            stmax = ops.where(bracketed, ops.maximum(new_x.a, new_y.a),
+                              step + _XTRAPU * (step - new_x.a))
+            step = ops.clip(step, lo_bound, hi_bound)
+            stuck = bracketed & ((step <= stmin) | (step >= stmax)
                                  | (stmax - stmin <= self.xtol * stmax))
-            stuck = stuck | ~tf.math.is_finite(trial) | (tf.equal(trial, a) & ~bracketed)
+            stuck = stuck | ~ops.isfinite(step) | (ops.equal(step, a) & ~bracketed)
             attempt_nfev = s.attempt_nfev + 1
             done = (converged | at_max | at_min | stuck | (attempt_nfev >= self.max_evals))
-            after = _Loop(s.nfev + 1, trial, new_x, x_g, new_y, stmin, stmax, width, width1,
-                          bracketed, stage2, done, converged, p, ga, s.dirn, s.d0,
-                          attempt_nfev, s.restarted)
+            return _Loop(s.nfev + 1, step, new_x, x_g, new_y, stmin, stmax, width, width1,
+                         bracketed, stage2, done, converged, p, ga, s.dirn, s.d0,
+                         attempt_nfev, s.restarted)
+
+        budget = self.max_evals * (1 if fallback is None else 2)
+        if ops is _HOST:
+            with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
+                s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
+                          false)
+                for _ in range(budget):
+                    if s.done:
+                        break
+                    s = trial(s)
+                    if fallback is not None and self._restart(ops, s, f0, fallback):
+                        fallback_d, fallback_step0, _ = fallback
+                        s = start(fallback_d, ops.value(dot(g, fallback_d)),
+                                  ops.value(fallback_step0), s.nfev, true)
+                return self._result(ops, x, f, g, s)
+
+        def body(packed: _Packed) -> tuple[_Packed]:
+            after = trial(_unpack(packed))
             if fallback is None:
                 return (_pack(after),)
-            fallback_d, fallback_step0, can_restart = fallback
-            best_f = tf.minimum(new_x.f, tf.where(finite, fa, new_x.f))
-            restart = done & ~converged & ~(best_f < f) & can_restart & ~s.restarted
+            fallback_d, fallback_step0, _ = fallback
+            restart = self._restart(ops, after, f0, fallback)
             # The vectors (and the slope along the fallback, a pass over it) in a cond; the
             # scalars by selects on their stacks, which add three nodes instead of a branch
             # per loop variable.
@@ -351,19 +430,42 @@ class MoreThuente:
             return (_Packed(*(tf.where(restart, u, v) for u, v in zip(
                 fresh[:3], kept[:3], strict=True)), x_g, last_g, dirn),)
 
-        budget = self.max_evals * (1 if fallback is None else 2)
         init = _pack(start(d, dot(g, d), step0, tf.zeros([], tf.int32), false))
         (packed,) = tf.while_loop(lambda p: ~tf.gather(p.flags, 2), body, (init,),
                                   maximum_iterations=budget)
-        s = _unpack(packed)
-        # The last trial if it converged or is no worse than stx, else stx.
-        use_last = s.success | (finite_trial(s.last.f, s.last.d) & (s.last.f <= s.x.f))
-        best = _where(use_last, s.last, s.x)
-        keep = s.success | (best.f < f)
-        x_new, g_new = tf.cond(
+        return self._result(ops, x, f, g, _unpack(packed))
+
+    @staticmethod
+    def _restart(ops: _Ops, after: _Loop, f0: Any,
+                 fallback: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> Any:
+        """Whether the search starts again along the fallback direction after the trial
+        that left ``after``: it ended without a decrease, and may restart (once)."""
+        finite = ops.isfinite(after.last.f) & ops.isfinite(after.last.d)
+        best_f = ops.minimum(after.x.f, ops.where(finite, after.last.f, after.x.f))
+        can_restart = ops.value(fallback[2])
+        return (after.done & ~after.success & ~(best_f < f0) & can_restart
+                & ~after.restarted)
+
+    @staticmethod
+    def _result(ops: _Ops, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+                s: _Loop) -> tuple[LineSearchResult, tf.Tensor]:
+        """The search's result from its final state: the last trial if it converged or is no
+        worse than stx, else stx; the start if neither decreases ``f``."""
+        f0 = ops.value(f)
+        finite = ops.isfinite(s.last.f) & ops.isfinite(s.last.d)
+        use_last = s.success | (finite & (s.last.f <= s.x.f))
+        best = _where(ops, use_last, s.last, s.x)
+        keep = s.success | (best.f < f0)
+        x_new, g_new = ops.branch(
             keep,
-            lambda: (x + best.a * s.dirn, tf.cond(use_last, lambda: s.last_g, lambda: s.x_g)),
+            lambda: (x + s.dirn * best.a,
+                     ops.branch(use_last, lambda: s.last_g, lambda: s.x_g)),
             lambda: (x, g))
-        result = LineSearchResult(tf.where(keep, best.a, zero), x_new,
-                                  tf.where(keep, best.f, f), g_new, s.nfev, s.success)
-        return result, s.restarted
+        step = ops.where(keep, best.a, ops.constant(0.0, x.dtype))
+        f_new = ops.where(keep, best.f, f0)
+        if ops is _HOST:  # hand back tensors, as the traced search does
+            return (LineSearchResult(
+                tf.constant(step, x.dtype), x_new, tf.constant(f_new, x.dtype), g_new,
+                tf.constant(s.nfev, tf.int32), tf.constant(s.success)),
+                tf.constant(s.restarted))
+        return LineSearchResult(step, x_new, f_new, g_new, s.nfev, s.success), s.restarted

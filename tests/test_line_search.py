@@ -419,3 +419,65 @@ def test_a_search_is_refused_what_it_does_not_declare():
     step = float(result.result.step)
     assert bool(result.result.success) and float(result.result.f) <= float(f) - 1e-4 * step * 36
     assert abs(float(result.result.g[0] * -g[0])) <= 0.9 * 36.0
+
+
+def _host_and_traced(run, *args):
+    """``run(*args)`` eagerly (Moré–Thuente's scalars on the host) and traced (tensors)."""
+    return run(*args), tf.function(run)(*args)
+
+
+class _EagerOracle(CountingOracle):
+    """``CountingOracle`` whose values are computed eagerly even inside a traced search (a
+    ``tf.py_function``): the graph optimizer cannot reorder them, so both runs of
+    :func:`_host_and_traced` get the same bits from the oracle and any difference is the
+    search's own."""
+
+    def __call__(self, x):
+        f, g = tf.py_function(super().__call__, [x], [x.dtype, x.dtype])
+        return tf.ensure_shape(f, []), tf.ensure_shape(g, x.shape)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, F64])
+@pytest.mark.parametrize("step0", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("name", sorted(LINE_FUNCTIONS))
+def test_more_thuente_on_host_scalars_makes_the_traced_trials(name, step0, dtype):
+    # Run eagerly, the search keeps its scalars as NumPy scalars; traced, as tensors. The same
+    # formulas in IEEE arithmetic: the same trials, bit for bit, in both precisions.
+    phi, c1, c2 = LINE_FUNCTIONS[name]
+    oracle = _EagerOracle(lambda x: phi(x[0], _TFMath))
+    search = MoreThuente(c1=c1, c2=c2, xtol=1e-14)
+
+    def run(x, d, step0):
+        f, g = oracle(x)
+        return search.search(oracle, x, f, g, d, step0)
+
+    host, traced = _host_and_traced(run, tf.constant([0.0], dtype), tf.constant([1.0], dtype),
+                                    tf.constant(step0, dtype))
+    for got, want in zip(host, traced, strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_more_thuente_on_host_scalars_restarts_like_the_traced_search():
+    # Along d every trial is infinite; the fallback direction (x1) has a minimizer at 0.25.
+    inf, zero = tf.constant(math.inf, F64), tf.constant(0.0, F64)
+    oracle = _EagerOracle(
+        lambda x: -x[0] - 0.5 * x[1] + x[1] ** 2 + tf.where(x[0] > 0.0, inf, zero))
+    search = MoreThuente(c2=0.1, max_evals=6)
+
+    def run(x, can_restart):
+        f, g = oracle(x)
+        one = tf.ones([], F64)
+        return search_with_restart(search, oracle, x, f, g, tf.constant([1.0, 0.0], F64), one,
+                                   tf.constant([0.0, 1.0], F64), one, can_restart)
+
+    x = tf.constant([0.0, 0.0], F64)
+    for can_restart in (True, False):
+        host, traced = _host_and_traced(run, x, tf.constant(can_restart))
+        assert bool(host.restarted) == can_restart
+        if can_restart:
+            assert float(host.result.f) < 0.0 and bool(host.result.success)
+        else:
+            assert float(host.result.step) == 0.0
+        for got, want in zip(tf.nest.flatten(host), tf.nest.flatten(traced), strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())

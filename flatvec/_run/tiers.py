@@ -4,27 +4,33 @@ A loop that has not been traced yet pays for its compiled iteration once: tracin
 step with the stopping tests, then instantiating the graph. Measured on this project's 2-core
 machine (TF 2.21, L-BFGS with More-Thuente, first call in a process): 0.55 s on Rosenbrock
 n = 2 and on the digits MLP alike (trace 0.27 s, first call 0.27 s; 0.23 s even with Grappler
-off), against 1.7-4.4 ms a compiled iteration. The same iteration run eagerly
-(:meth:`~flatvec._run.loop.CompiledLoop.advance_eagerly`) costs about 20 ms more (some 600
-small ops, each dispatched from Python; the first one 0.1 s more, kernels set up for new shapes) and
-nothing to set up. Break-even: 20-27 iterations.
+off). The same iteration run eagerly (:meth:`~flatvec._run.loop.CompiledLoop.advance_eagerly`)
+has nothing to set up and costs more per iteration: each TensorFlow op is dispatched from
+Python (7-17 us), so the eager tier keeps the line search's scalar logic on the host
+(:mod:`flatvec.algorithms.more_thuente`) and calls vector kernels directly
+(:mod:`flatvec.vector_ops`). On the digits MLP an L-BFGS iteration takes 15 ms eagerly against
+4.5 ms compiled (the evaluation, some 4 ms, in both): the eager tier's *rent* is about 10 ms an
+iteration, and the first eager iteration about 0.1 s more (kernels for new shapes).
+Break-even: some 50 iterations.
 
 The rule (:class:`TierPlan`), per run of a loop not compiled yet:
 
 - a run whose limits (``max_iter``, ``max_eval``) or whose predecessor leave it an expected
-  length that costs less eagerly than the compiled loop's set-up starts eagerly. The
+  length whose rent costs less than the compiled loop's set-up starts eagerly. The
   predecessor is the last run in this process of the same algorithm and options on a problem
   of the same size and dtype (a fresh GPflow model, a restart, a seed sweep): its length is
   the prediction;
-- an eager run that outlasts its prediction switches to the compiled loop once the time it
-  has spent eagerly equals the set-up it avoided (the ski-rental rule: at most twice the
-  better tier's cost, whatever the length). The compiled loop continues from the eager carry;
-- any other run compiles at once, as before: a first call with the default ``max_iter`` pays
-  the set-up, because a switch after the break-even point costs more than it saves on every
-  run that compiles (digits MLP, 40 iterations: 1.25 s against 0.72 s compiled at once).
+- an eager run that outlasts its prediction switches to the compiled loop once the rent it
+  has paid equals the set-up it avoided (the ski-rental rule: at most twice the better tier's
+  extra cost, whatever the length). The compiled loop continues from the eager carry;
+- any other run compiles at once: a first call with the default ``max_iter`` pays the
+  set-up, because a switch after the break-even point costs more than it saves on every run
+  that compiles.
 
 Costs start from the measured defaults below and are replaced by this process's own
-measurements: a loop's first compiled call, and eager iterations.
+measurements: a loop's first compiled call (the set-up), and the seconds per iteration of
+either tier on runs of the same kind; the rent is their difference where both were measured,
+else the smaller of the measured eager iteration and the default rent.
 """
 
 from __future__ import annotations
@@ -35,21 +41,22 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["COMPILE_SECONDS", "EAGER_ITERATION_SECONDS", "ENABLED", "TierPlan", "forget"]
+__all__ = ["COMPILE_SECONDS", "EAGER_RENT_SECONDS", "ENABLED", "TierPlan", "forget"]
 
 # False: every run is compiled from its first iteration (as before tiering); so does the
 # environment variable FLATVEC_EAGER_TIER=0.
 ENABLED = True
 
-# Measured defaults (see the module docstring): the compiled loop's set-up, and an eager
-# iteration's time (its evaluations included, which both tiers pay: a conservative rent).
+# Measured defaults (see the module docstring): the compiled loop's set-up, and what an eager
+# iteration costs more than a compiled one (the evaluations, which both tiers pay, excluded).
 COMPILE_SECONDS = 0.55
-EAGER_ITERATION_SECONDS = 0.025
+EAGER_RENT_SECONDS = 0.010
 _MAX_KEYS = 64
 
 _lengths: OrderedDict[Hashable, int] = OrderedDict()  # key -> iterations of its last run
 _compile_seconds: dict[str, float] = {}  # algorithm class -> measured set-up
 _eager_seconds: dict[Hashable, float] = {}  # key -> measured eager seconds per iteration
+_compiled_seconds: dict[Hashable, float] = {}  # key -> measured compiled seconds per iteration
 
 
 def forget() -> None:
@@ -57,6 +64,7 @@ def forget() -> None:
     _lengths.clear()
     _compile_seconds.clear()
     _eager_seconds.clear()
+    _compiled_seconds.clear()
 
 
 def _remember(store: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
@@ -83,6 +91,8 @@ class TierPlan:
         self._owner = type(loop.algorithm).__name__
         self._spent = 0.0  # seconds of eager blocks so far
         self._iterations = 0  # eager iterations so far
+        self._compiled_spent = 0.0  # seconds of compiled blocks after the set-up
+        self._compiled_iterations = 0
         self.eager = False
         if (not ENABLED or os.environ.get("FLATVEC_EAGER_TIER", "1") == "0"
                 or loop.is_compiled or not loop.can_step_eagerly):
@@ -91,13 +101,18 @@ class TierPlan:
         if max_eval:
             bound = min(bound, max_eval)  # every iteration evaluates at least once
         expected = min(bound, _lengths.get(key, bound)) if key is not None else bound
-        self.eager = expected * self._eager_cost() <= self._compile_cost()
+        self.eager = expected * self._rent() <= self._compile_cost()
 
     def _compile_cost(self) -> float:
         return _compile_seconds.get(self._owner, COMPILE_SECONDS)
 
-    def _eager_cost(self) -> float:
-        return _eager_seconds.get(self._key, EAGER_ITERATION_SECONDS)
+    def _rent(self) -> float:
+        """What an eager iteration costs more than a compiled one (see the module docstring)."""
+        eager = _eager_seconds.get(self._key)
+        compiled = _compiled_seconds.get(self._key)
+        if eager is not None and compiled is not None:
+            return max(eager - compiled, 0.0)
+        return EAGER_RENT_SECONDS if eager is None else min(eager, EAGER_RENT_SECONDS)
 
     def advance(self) -> list[Any]:
         """Run the loop's next block in the plan's tier; the records of its iterations
@@ -108,13 +123,16 @@ class TierPlan:
             records = loop.advance_eagerly(loop.block).records()
             self._spent += time.perf_counter() - start
             self._iterations += len(records)  # fewer than the block if it stopped
-            if self._spent >= self._compile_cost():
+            if self._iterations * self._rent() >= self._compile_cost():
                 self.eager = False  # the run has paid for the compiled loop: switch
             return records
         first = not loop.is_compiled
         records = loop.advance().records()  # the transfer waits for the call (and its set-up)
         if first:
             _compile_seconds[self._owner] = time.perf_counter() - start
+        else:
+            self._compiled_spent += time.perf_counter() - start
+            self._compiled_iterations += len(records)
         return records
 
     def finish(self, nit: int, cut_short: bool) -> None:
@@ -126,3 +144,5 @@ class TierPlan:
             _remember(_lengths, self._key, max(nit - self._start_nit, 0))
         if self._iterations >= 4:  # past the first iteration's one-time set-up
             _eager_seconds[self._key] = self._spent / self._iterations
+        if self._compiled_iterations >= 4:
+            _compiled_seconds[self._key] = self._compiled_spent / self._compiled_iterations
