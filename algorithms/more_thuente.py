@@ -35,6 +35,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from flatvec.scalar_ops import HOST, ScalarOps, for_context
+
 from .line_search import LineSearchResult, check_wolfe_options, dot
 
 __all__ = ["ExtraCondition", "MoreThuente"]
@@ -109,61 +111,7 @@ def _unpack(p: _Packed) -> _Loop:
                  d0, attempt_nfev, restarted)
 
 
-class _Ops(NamedTuple):
-    """The scalar operations of the search's formulas, on one of two kinds of values.
-
-    Traced (:data:`_TRACED`): TensorFlow ops, the search is one ``tf.while_loop`` in the
-    compiled iteration. Host (:data:`_HOST`): NumPy scalars of the same dtype, when the search
-    runs eagerly (the eager tier, :mod:`flatvec._run.tiers`). Why two: a search trial is some
-    200 scalar operations, each 7-17 us of TensorFlow dispatch when executed eagerly (14 ms of
-    the 27 ms an eager L-BFGS iteration took on the digits MLP) against well under 1 us on
-    NumPy scalars; the vectors (the trial point, the slope's inner product, the oracle) stay
-    TensorFlow tensors in both. The formulas are written once, on ``ops``: +, -, *, / and
-    square roots round the same in IEEE arithmetic whichever library runs them, so the two
-    kinds give the same trials (the tests compare them)."""
-
-    where: Callable[[Any, Any, Any], Any]  # select by a scalar condition
-    abs: Callable[[Any], Any]
-    maximum: Callable[[Any, Any], Any]
-    minimum: Callable[[Any, Any], Any]
-    sqrt: Callable[[Any], Any]
-    sign: Callable[[Any], Any]
-    ones_like: Callable[[Any], Any]
-    clip: Callable[[Any, Any, Any], Any]
-    isfinite: Callable[[Any], Any]
-    equal: Callable[[Any, Any], Any]
-    branch: Callable[[Any, Callable[[], Any], Callable[[], Any]], Any]  # select by running one
-    value: Callable[[Any], Any]  # a scalar tensor (an oracle's value, a slope) in this kind
-    constant: Callable[[Any, Any], Any]  # (value, dtype) in this kind
-
-
-_TRACED = _Ops(
-    where=tf.where, abs=tf.abs, maximum=tf.maximum, minimum=tf.minimum, sqrt=tf.sqrt,
-    sign=tf.sign, ones_like=tf.ones_like, clip=tf.clip_by_value, isfinite=tf.math.is_finite,
-    equal=tf.equal, branch=tf.cond, value=lambda t: t, constant=tf.constant)
-
-
-def _host_clip(t: Any, lo: Any, hi: Any) -> Any:
-    return np.maximum(np.minimum(t, hi), lo)  # tf.clip_by_value's order (a NaN stays NaN)
-
-
-def _host_value(t: Any) -> Any:
-    return np.asarray(t)[()]
-
-
-def _host_constant(value: Any, dtype: Any) -> Any:
-    return np.asarray(value, dtype=tf.as_dtype(dtype).as_numpy_dtype)[()]
-
-
-_HOST = _Ops(
-    where=lambda c, a, b: a if c else b, abs=np.abs, maximum=np.maximum, minimum=np.minimum,
-    sqrt=np.sqrt, sign=np.sign, ones_like=lambda t: np.ones_like(t)[()], clip=_host_clip,
-    isfinite=np.isfinite, equal=np.equal,
-    branch=lambda c, if_true, if_false: if_true() if c else if_false(),
-    value=_host_value, constant=_host_constant)
-
-
-def _cubic_step(ops: _Ops, a: _End, b: _End) -> tuple[Any, Any, Any]:
+def _cubic_step(ops: ScalarOps, a: _End, b: _End) -> tuple[Any, Any, Any]:
     r"""Minimizer of the cubic interpolating :math:`\phi, \phi'` at ``a`` and ``b`` in the form
     of ``dcstep`` (rescaled square root, :math:`\gamma` signed towards ``b``):
     :math:`a + \frac{\gamma - \phi'_a + \theta}{2\gamma - \phi'_a + \phi'_b}(b - a)` with
@@ -179,7 +127,7 @@ def _cubic_step(ops: _Ops, a: _End, b: _End) -> tuple[Any, Any, Any]:
     return a.a + r * (b.a - a.a), r, gamma
 
 
-def _dcstep(ops: _Ops, x: _End, y: _End, p: _End, bracketed: Any, stmin: Any,
+def _dcstep(ops: ScalarOps, x: _End, y: _End, p: _End, bracketed: Any, stmin: Any,
             stmax: Any) -> tuple[Any, Any]:
     r"""``dcstep``'s new trial from the best end ``x``, the other end ``y`` and the trial
     ``p``; returns ``(trial, bracketed)``. The four cases (Moré & Thuente, §4):
@@ -225,7 +173,7 @@ def _dcstep(ops: _Ops, x: _End, y: _End, p: _End, bracketed: Any, stmin: Any,
     return step, bracketed | higher | opposite
 
 
-def _update_interval(ops: _Ops, x: _End, y: _End, p: _End) -> tuple[_End, _End]:
+def _update_interval(ops: ScalarOps, x: _End, y: _End, p: _End) -> tuple[_End, _End]:
     """``dcstep``'s interval update: ``p`` replaces ``y`` if its value is higher, else it
     becomes ``x`` (and the old ``x`` becomes ``y`` if the slopes have opposite signs)."""
     higher = p.f > x.f
@@ -235,7 +183,7 @@ def _update_interval(ops: _Ops, x: _End, y: _End, p: _End) -> tuple[_End, _End]:
     return new_x, new_y
 
 
-def _where(ops: _Ops, cond: Any, a: _End, b: _End) -> _End:
+def _where(ops: ScalarOps, cond: Any, a: _End, b: _End) -> _End:
     return _End(*(ops.where(cond, u, v) for u, v in zip(a, b, strict=True)))
 
 
@@ -327,8 +275,8 @@ class MoreThuente:
         extra_condition: ExtraCondition | None = None,
     ) -> tuple[LineSearchResult, tf.Tensor]:
         # Eagerly (the eager tier, a search called outside tf.function) the scalars live on
-        # the host as NumPy scalars; traced, they are tensors of the compiled loop (_Ops).
-        ops = _HOST if tf.executing_eagerly() else _TRACED
+        # the host as NumPy scalars; traced, they are tensors of the compiled loop.
+        ops = for_context()
         dtype = x.dtype
         c1, c2 = ops.constant(self.c1, dtype), ops.constant(self.c2, dtype)
         lo_bound = ops.constant(self.min_step, dtype)
@@ -339,7 +287,7 @@ class MoreThuente:
 
         def start(direction: tf.Tensor, d0: Any, step: Any, nfev: Any, restarted: Any) -> _Loop:
             origin = _End(zero, f0, d0)
-            step = ops.clip(ops.constant(step, dtype) if ops is _HOST else tf.cast(step, dtype),
+            step = ops.clip(ops.constant(step, dtype) if ops is HOST else tf.cast(step, dtype),
                             lo_bound, hi_bound)
             width = hi_bound - lo_bound
             return _Loop(nfev, step, origin, g, origin, zero, step + _XTRAPU * step, width,
@@ -399,7 +347,7 @@ class MoreThuente:
                          attempt_nfev, s.restarted)
 
         budget = self.max_evals * (1 if fallback is None else 2)
-        if ops is _HOST:
+        if ops is HOST:
             with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
                 s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
                           false)
@@ -436,7 +384,7 @@ class MoreThuente:
         return self._result(ops, x, f, g, _unpack(packed))
 
     @staticmethod
-    def _restart(ops: _Ops, after: _Loop, f0: Any,
+    def _restart(ops: ScalarOps, after: _Loop, f0: Any,
                  fallback: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> Any:
         """Whether the search starts again along the fallback direction after the trial
         that left ``after``: it ended without a decrease, and may restart (once)."""
@@ -447,7 +395,7 @@ class MoreThuente:
                 & ~after.restarted)
 
     @staticmethod
-    def _result(ops: _Ops, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+    def _result(ops: ScalarOps, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                 s: _Loop) -> tuple[LineSearchResult, tf.Tensor]:
         """The search's result from its final state: the last trial if it converged or is no
         worse than stx, else stx; the start if neither decreases ``f``."""
@@ -463,7 +411,7 @@ class MoreThuente:
             lambda: (x, g))
         step = ops.where(keep, best.a, ops.constant(0.0, x.dtype))
         f_new = ops.where(keep, best.f, f0)
-        if ops is _HOST:  # hand back tensors, as the traced search does
+        if ops is HOST:  # hand back tensors, as the traced search does
             return (LineSearchResult(
                 tf.constant(step, x.dtype), x_new, tf.constant(f_new, x.dtype), g_new,
                 tf.constant(s.nfev, tf.int32), tf.constant(s.success)),

@@ -156,13 +156,15 @@ def test_an_eager_run_that_outlasts_its_prediction_switches_to_the_compiled_loop
     # which starts eagerly, outlasts the prediction and switches once it has paid 0.1 s of
     # rent.
     monkeypatch.setattr(tiers, "EAGER_RENT_SECONDS", 0.005)
+    monkeypatch.setattr(tiers, "EAGER_START_SECONDS", 0.0)
     monkeypatch.setattr(tiers, "COMPILE_SECONDS", 0.1)
     short = flatvec.minimize(lambda x: tf.reduce_sum((x - 1.0) ** 2), _x0(), "lbfgs",
                              max_iter=10)
     assert eager_calls and short.success and short.nit < 10
     switched = flatvec.minimize(lambda x: _rosen(x), _x0(), "lbfgs", max_iter=60)
     assert eager_calls and sum(eager_calls) < switched.nit == 60  # both tiers ran
-    assert sum(eager_calls) >= 20  # the rent paid before the switch
+    # The quadratic paid 0.005 s a step eagerly; the rest of the 0.1 s, Rosenbrock's eager steps.
+    assert sum(eager_calls) >= 20 - short.nit
     monkeypatch.setattr(tiers, "ENABLED", False)
     calls = len(eager_calls)
     compiled = flatvec.minimize(lambda x: _rosen(x), _x0(), "lbfgs", max_iter=60)
@@ -185,6 +187,20 @@ def test_a_run_is_predicted_by_the_last_run_of_its_kind(monkeypatch, eager_calls
     calls = len(eager_calls)
     flatvec.minimize(lambda x: tf.reduce_sum((x - 2.0) ** 2), _x0(12), "lbfgs")
     assert len(eager_calls) == calls
+
+
+def test_a_kind_compiles_once_its_runs_have_paid_the_set_up_in_rent(monkeypatch, eager_calls):
+    # Rent 5 ms an iteration, set-up 0.1 s: runs of 8 iterations pay 0.04 s each. Two run
+    # eagerly; the third would bring the kind's rent past the set-up, and compiles.
+    monkeypatch.setattr(tiers, "EAGER_RENT_SECONDS", 0.005)
+    monkeypatch.setattr(tiers, "EAGER_START_SECONDS", 0.0)
+    monkeypatch.setattr(tiers, "COMPILE_SECONDS", 0.1)
+    counts = []
+    for shift in (0.0, 0.1, 0.2):
+        res = flatvec.minimize(lambda x, s=shift: _rosen(x + s), _x0(), "lbfgs", max_iter=8)
+        assert res.nit == 8
+        counts.append(len(eager_calls))
+    assert counts[0] > 0 and counts[1] > counts[0] and counts[2] == counts[1]
 
 
 def test_limits_bound_the_predicted_length(eager_calls):

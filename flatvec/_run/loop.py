@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from flatvec import buffers, vector_ops
+from flatvec import buffers, scalar_ops, vector_ops
 from flatvec._autograph import with_autograph
 from flatvec._run.record import WIDTH, IterationRecord, records
 from flatvec._run.stopping import (
@@ -266,11 +266,13 @@ class CompiledLoop:
         carry = self._read()
         rule = self._rule()
         rows = np.full([MAX_ROWS, WIDTH], -1.0)
-        with call_options.lean_calls(self._calls_objective):
+        # The scalars of the stopping tests and the best point are NumPy scalars here (see
+        # flatvec.scalar_ops), which meet inf and NaN as the graph's do, without warnings.
+        with call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"):
             for i in range(iterations):
                 carry = self._one_step(carry, rule)
                 row = rows[min(i, MAX_ROWS - 1)]
-                row[:] = _report_row(carry, self.objective).numpy()
+                row[:] = _host_report_row(carry, self.objective)
                 if IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
         with _interrupts_deferred():
@@ -355,25 +357,27 @@ class CompiledLoop:
         nonfinite_before = self.nonfinite.read_value()
         state = self._step(carry.state, self.oracle)
         nit = carry.nit + 1
-        finite = tf.math.is_finite(state.f) & tf.reduce_all(tf.math.is_finite(state.g))
+        ops = scalar_ops.for_context()  # eagerly (the eager tier): the scalars on the host
+        f, best_f = ops.value(state.f), ops.value(carry.best_f)
+        finite = ops.isfinite(f) & ops.value(tf.reduce_all(tf.math.is_finite(state.g)))
         evaluations = self.objective.nfev + self.objective.nhev
         new_nonfinite = self.nonfinite.read_value() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
         status = status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
                                     faults, self._stop_codes)
-        accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
+        accepted = ops.value(tf.convert_to_tensor(getattr(state, "accepted", True)))
         # <=: a later point of equal value (a step that changed f by less than its rounding)
         # is kept, so the result's gradient is the one the gtol test saw; so is the point where
         # the gtol test holds when its value exceeds the best by rounding only (CG on the
         # 50-dimensional quadratic ended a few ulps above its best point, whose gradient
         # failed gtol, and the result said "converged" with that gradient).
-        rounding = ROUNDING_ULPS * np.finfo(state.f.dtype.as_numpy_dtype).eps * tf.maximum(
-            tf.abs(carry.best_f), tf.abs(state.f))
-        converged_here = (status == int(Status.CONVERGED_GTOL)) & (
-            state.f <= carry.best_f + rounding)
-        better = finite & accepted & ((state.f <= carry.best_f) | converged_here)
+        rounding = ROUNDING_ULPS * np.finfo(state.f.dtype.as_numpy_dtype).eps * ops.maximum(
+            ops.abs(best_f), ops.abs(f))
+        converged_here = (ops.value(status) == int(Status.CONVERGED_GTOL)) & (
+            f <= best_f + rounding)
+        better = finite & accepted & ((f <= best_f) | converged_here)
         # A cond, not a select: no copy of x and g when the point is not better.
-        best_x, best_f, best_g = tf.cond(
+        best_x, best_f, best_g = ops.branch(
             better,
             lambda: (state.x, state.f, state.g),
             lambda: (carry.best_x, carry.best_f, carry.best_g),
@@ -429,14 +433,25 @@ def _interrupts_deferred() -> Iterator[None]:
             previous(*caught[0])
 
 
-def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:
-    """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row."""
+def _report_fields(carry: Carry, objective: Objective) -> list[Any]:
+    """The carry's :class:`~flatvec._run.record.IterationRecord` fields, in order."""
     state = carry.state
     step_size = getattr(state, "step_size", tf.zeros([], state.f.dtype))
     fields = {"loss": state.f, "grad_norm": grad_norm(state.g), "step_size": step_size,
               "nfev": objective.nfev, "njev": objective.njev, "nhev": objective.nhev,
               "nit": carry.nit, "status": carry.status}
-    return tf.stack([tf.cast(fields[name], tf.float64) for name in IterationRecord._fields])
+    return [fields[name] for name in IterationRecord._fields]
+
+
+def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:
+    """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row."""
+    return tf.stack([tf.cast(value, tf.float64) for value in _report_fields(carry, objective)])
+
+
+def _host_report_row(carry: Carry, objective: Objective) -> list[float]:
+    """:func:`_report_row` read on the host, field by field (eagerly: no casts and stack to
+    dispatch; float64 holds every field exactly, as the traced cast does)."""
+    return [np.asarray(value, np.float64)[()] for value in _report_fields(carry, objective)]
 
 
 def _report(carry: Carry, objective: Objective) -> Report:

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from flatvec import scalar_ops
 from flatvec.status import ALGORITHM_CODE_BASE, Status
 
 __all__ = ["RuleTensors", "StepFaults", "StopRule", "grad_norm", "initial_status",
@@ -58,39 +59,45 @@ def status_after_step(
     decrease: "all" would never hold); or any unsuccessful stop
     or running state (not convergence, nor a successful stop reason listed in ``codes[1]``)
     after a non-finite curvature product, which no method recovers from."""
-    f, g = state.f, state.g
-    failed = tf.convert_to_tensor(getattr(state, "failed", False))
-    accepted = tf.convert_to_tensor(getattr(state, "accepted", True))
-    reason = tf.convert_to_tensor(getattr(state, "stop_reason", 0), tf.int32)
+    ops = scalar_ops.for_context()  # eagerly (the eager tier): on host scalars
+    f, f_prev = ops.value(state.f), ops.value(f_prev)
+    failed = ops.value(tf.convert_to_tensor(getattr(state, "failed", False)))
+    accepted = ops.value(tf.convert_to_tensor(getattr(state, "accepted", True)))
+    reason = ops.value(tf.convert_to_tensor(getattr(state, "stop_reason", 0), tf.int32))
+    dtype = state.f.dtype
     # L-BFGS-B's test, relative to f itself (its floor of 1 with ftol_floor = 1: it stops a
     # loss of 1e-5 that still falls by 1e-9 an iteration); a rise in f (non-monotone rules)
     # is not convergence, a rejected proposal (f unchanged by construction) is not either,
     # and ftol = 0 is off.
     decrease = f_prev - f
-    scale = tf.maximum(tf.maximum(tf.abs(f_prev), tf.abs(f)),
-                       tf.cast(rule.ftol_floor, f.dtype))
-    ftol = tf.cast(rule.ftol, f.dtype)
+    scale = ops.maximum(ops.maximum(ops.abs(f_prev), ops.abs(f)),
+                        ops.cast(ops.value(rule.ftol_floor), dtype))
+    ftol = ops.cast(ops.value(rule.ftol), dtype)
     ftol_met = accepted & (ftol > 0) & (decrease >= 0) & (decrease <= ftol * scale)
-    over_eval = (rule.max_eval > 0) & (evaluations >= rule.max_eval)
+    max_eval, evaluations = ops.value(rule.max_eval), ops.value(evaluations)
+    over_eval = (max_eval > 0) & (evaluations >= max_eval)
     tests = [
-        (~finite, Status.NON_FINITE),
+        (~ops.value(finite), Status.NON_FINITE),
         (failed, Status.LINE_SEARCH_FAILED),
-        (grad_norm(g) <= tf.cast(rule.gtol, g.dtype), Status.CONVERGED_GTOL),
+        (ops.value(grad_norm(state.g)) <= ops.cast(ops.value(rule.gtol), dtype),
+         Status.CONVERGED_GTOL),
         (reason > 0, ALGORITHM_CODE_BASE + reason),
         (ftol_met, Status.CONVERGED_FTOL),
-        (nit >= rule.max_iter, Status.MAX_ITER),
+        (ops.value(nit) >= ops.value(rule.max_iter), Status.MAX_ITER),
         (over_eval, Status.MAX_EVAL),
     ]
-    status = tf.constant(int(Status.RUNNING), tf.int32)
+    status = ops.constant(int(Status.RUNNING), tf.int32)
     for holds, code in reversed(tests):
-        status = tf.where(holds, tf.cast(code, tf.int32), status)
+        status = ops.where(holds, ops.cast(code, tf.int32), status)
     failures, successes = codes
-    failed_stop = tf.reduce_any(
+    failed_stop = ops.any(
         [status == code for code in (int(Status.LINE_SEARCH_FAILED), *failures)])
-    converged = tf.reduce_any([status == code for code in (
+    converged = ops.any([status == code for code in (
         int(Status.CONVERGED_GTOL), int(Status.CONVERGED_FTOL), *successes)])
-    nonfinite = (failed_stop & faults.nonfinite_trials) | (faults.bad_products & ~converged)
-    return tf.where(nonfinite, int(Status.NON_FINITE), status)
+    nonfinite = ((failed_stop & ops.value(faults.nonfinite_trials))
+                 | (ops.value(faults.bad_products) & ~converged))
+    status = ops.where(nonfinite, ops.constant(int(Status.NON_FINITE), tf.int32), status)
+    return ops.tensor(status, tf.int32)
 
 
 def initial_status(f: tf.Tensor, g: tf.Tensor, rule: RuleTensors) -> tf.Tensor:

@@ -10,19 +10,24 @@ Python (7-17 us), so the eager tier keeps the line search's scalar logic on the 
 (:mod:`flatvec.algorithms.more_thuente`) and calls vector kernels directly
 (:mod:`flatvec.vector_ops`). On the digits MLP an L-BFGS iteration takes 15 ms eagerly against
 4.5 ms compiled (the evaluation, some 4 ms, in both): the eager tier's *rent* is about 10 ms an
-iteration, and the first eager iteration about 0.1 s more (kernels for new shapes).
-Break-even: some 50 iterations.
+iteration (7 ms on the PINN, 18 ms on Rosenbrock n = 10^5: the default, 12 ms, is their
+mean), and the first eager iteration 0.15 s more (kernels for new shapes), while the compiled
+loop's first call costs 0.55-0.75 s more than its later ones. Break-even: some 35 iterations.
 
 The rule (:class:`TierPlan`), per run of a loop not compiled yet:
 
-- a run whose limits (``max_iter``, ``max_eval``) or whose predecessor leave it an expected
-  length whose rent costs less than the compiled loop's set-up starts eagerly. The
-  predecessor is the last run in this process of the same algorithm and options on a problem
-  of the same size and dtype (a fresh GPflow model, a restart, a seed sweep): its length is
-  the prediction;
+- a run starts eagerly where its expected length's rent, with the eager tier's start (the
+  first eager iteration of its kind in the process) and the rent earlier runs of its kind
+  already paid, costs less than the compiled loop's set-up. The expected length is the run's
+  limits (``max_iter``, ``max_eval``) or, if shorter, its predecessor's: the last run in this
+  process of the same algorithm and options on a problem of the same size and dtype (a fresh
+  GPflow model, a restart, a seed sweep);
 - an eager run that outlasts its prediction switches to the compiled loop once the rent it
-  has paid equals the set-up it avoided (the ski-rental rule: at most twice the better tier's
-  extra cost, whatever the length). The compiled loop continues from the eager carry;
+  (and its kind) has paid equals the set-up it avoided (the ski-rental rule: at most twice
+  the better tier's extra cost, whatever the length). The compiled loop continues from the
+  eager carry. Counting the kind's rent, not the run's, makes a process that fits many short
+  problems of one kind compile once they have paid for it, and every later one shares the
+  compiled functions (:mod:`flatvec._tf.graph_reuse`);
 - any other run compiles at once: a first call with the default ``max_iter`` pays the
   set-up, because a switch after the break-even point costs more than it saves on every run
   that compiles.
@@ -41,7 +46,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["COMPILE_SECONDS", "EAGER_RENT_SECONDS", "ENABLED", "TierPlan", "forget"]
+__all__ = ["COMPILE_SECONDS", "EAGER_RENT_SECONDS", "EAGER_START_SECONDS", "ENABLED",
+           "TierPlan", "forget"]
 
 # False: every run is compiled from its first iteration (as before tiering); so does the
 # environment variable FLATVEC_EAGER_TIER=0.
@@ -50,13 +56,15 @@ ENABLED = True
 # Measured defaults (see the module docstring): the compiled loop's set-up, and what an eager
 # iteration costs more than a compiled one (the evaluations, which both tiers pay, excluded).
 COMPILE_SECONDS = 0.55
-EAGER_RENT_SECONDS = 0.010
+EAGER_RENT_SECONDS = 0.012
+EAGER_START_SECONDS = 0.15  # the first eager iteration of a kind: kernels for new shapes
 _MAX_KEYS = 64
 
 _lengths: OrderedDict[Hashable, int] = OrderedDict()  # key -> iterations of its last run
 _compile_seconds: dict[str, float] = {}  # algorithm class -> measured set-up
 _eager_seconds: dict[Hashable, float] = {}  # key -> measured eager seconds per iteration
 _compiled_seconds: dict[Hashable, float] = {}  # key -> measured compiled seconds per iteration
+_rent_paid: OrderedDict[Hashable, float] = OrderedDict()  # key -> rent its eager runs paid
 
 
 def forget() -> None:
@@ -65,6 +73,7 @@ def forget() -> None:
     _compile_seconds.clear()
     _eager_seconds.clear()
     _compiled_seconds.clear()
+    _rent_paid.clear()
 
 
 def _remember(store: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
@@ -101,7 +110,13 @@ class TierPlan:
         if max_eval:
             bound = min(bound, max_eval)  # every iteration evaluates at least once
         expected = min(bound, _lengths.get(key, bound)) if key is not None else bound
-        self.eager = expected * self._rent() <= self._compile_cost()
+        start = EAGER_START_SECONDS if key not in _rent_paid else 0.0
+        self.eager = self._paid() + start + expected * self._rent() <= self._compile_cost()
+
+    def _paid(self) -> float:
+        """The rent earlier eager runs of this kind paid: once it adds up to the set-up, the
+        kind compiles (later runs of it share the compiled functions)."""
+        return _rent_paid.get(self._key, 0.0)
 
     def _compile_cost(self) -> float:
         return _compile_seconds.get(self._owner, COMPILE_SECONDS)
@@ -123,7 +138,7 @@ class TierPlan:
             records = loop.advance_eagerly(loop.block).records()
             self._spent += time.perf_counter() - start
             self._iterations += len(records)  # fewer than the block if it stopped
-            if self._iterations * self._rent() >= self._compile_cost():
+            if self._paid() + self._iterations * self._rent() >= self._compile_cost():
                 self.eager = False  # the run has paid for the compiled loop: switch
             return records
         first = not loop.is_compiled
@@ -140,6 +155,8 @@ class TierPlan:
         itself, not ``cut_short`` by a limit, a callback or Ctrl-C) and its eager cost."""
         if self._key is None:
             return
+        if self._iterations:
+            _remember(_rent_paid, self._key, self._paid() + self._iterations * self._rent())
         if not cut_short:
             _remember(_lengths, self._key, max(nit - self._start_nit, 0))
         if self._iterations >= 4:  # past the first iteration's one-time set-up
