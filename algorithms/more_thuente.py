@@ -15,6 +15,10 @@ cases (cubic / quadratic / secant, Moré & Thuente 1994, §4), extrapolation lim
 :math:`[\alpha + 1.1(\alpha - \alpha_x), \alpha + 4(\alpha - \alpha_x)]` before bracketing, and a
 bisection whenever the interval did not shrink by a factor 0.66 in two trials.
 
+Run eagerly (the eager tier, :mod:`flatvec._run.tiers`, or a search called outside a
+``tf.function``), the same formulas run on NumPy scalars (:mod:`flatvec.scalar_ops`) in a Python
+loop: the same trials bit for bit, at a fraction of the cost of dispatching each scalar op.
+
 Differences from ``dcsrch``: a trial where ``f`` or ``g`` is not finite counts as "too far" (it
 becomes ``sty`` and the next trial is :math:`\alpha_x + 0.1(\alpha - \alpha_x)`), and where
 ``dcsrch`` would ask for ``stx`` again (no progress possible) the search ends at once and

@@ -169,7 +169,10 @@ def test_an_eager_run_that_outlasts_its_prediction_switches_to_the_compiled_loop
     calls = len(eager_calls)
     compiled = flatvec.minimize(lambda x: _rosen(x), _x0(), "lbfgs", max_iter=60)
     assert len(eager_calls) == calls
-    _assert_same_run(switched, compiled, rtol=1e-8)
+    # Rounding apart (the graph optimizer rewrites the compiled iteration's small algebra; with
+    # FLATVEC_PRIVATE_TF=0 its default configuration does more), amplified over some 40
+    # Rosenbrock iterations after the switch: 3e-8 seen.
+    _assert_same_run(switched, compiled, rtol=1e-6)
 
 
 def test_a_run_is_predicted_by_the_last_run_of_its_kind(monkeypatch, eager_calls):
