@@ -55,11 +55,11 @@ their use in limited memory methods", Math. Programming 63, 1994.
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
-from flatvec import buffers, vector_ops
+from flatvec import buffers, scalar_ops, vector_ops
 from flatvec.protocol import LBFGSB_FTOL, Oracle
 
 from .line_search import LineSearch, Restarted, dot, machine_eps, unit_step_scale
@@ -122,38 +122,44 @@ def _direction(
 def _compact_coefficients(
     sy: tf.Tensor, yy: tf.Tensor, sg: tf.Tensor, yg: tf.Tensor, head: tf.Tensor,
     count: tf.Tensor, gamma: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """``p, t`` (``[m]``, slot order) with ``H g = gamma g + p' S - gamma t' Y``."""
-    m = tf.shape(sy)[0]
+) -> tuple[Any, Any]:
+    """``p, t`` (``[m]``, slot order) with ``H g = gamma g + p' S - gamma t' Y``.
+
+    On ``[m, m]`` and ``[m]`` values only: run eagerly, on the host
+    (:mod:`flatvec.scalar_ops`; the triangular solves and the product stay TensorFlow's)."""
+    ops = scalar_ops.for_context()
+    sy, yy, sg, yg, head, count, gamma = (ops.value(v) for v in (sy, yy, sg, yg, head, count,
+                                                                  gamma))
+    m = tf.shape(sy)[0] if ops is scalar_ops.TRACED else sy.shape[0]
     # Chronological order of all m slots: the unused ones come first.
-    order = tf.math.floormod(head + tf.range(m), m)
-    back = tf.math.floormod(tf.range(m) - head, m)  # inverse permutation
+    order = ops.floormod(head + ops.range(m), m)
+    back = ops.floormod(ops.range(m) - head, m)  # inverse permutation
 
-    def chrono(matrix: tf.Tensor) -> tf.Tensor:
-        return tf.gather(tf.gather(matrix, order), order, axis=1)
+    def chrono(matrix: Any) -> Any:
+        return ops.gather(ops.gather(matrix, order), order, axis=1)
 
-    used = tf.cast(tf.range(m) >= m - count, sy.dtype)
-    both = tf.expand_dims(used, 1) * tf.expand_dims(used, 0)
+    used = ops.cast(ops.range(m) >= m - count, sy.dtype)
+    both = ops.expand_dims(used, 1) * ops.expand_dims(used, 0)
     sy_c = chrono(sy) * both
     # Unused slots get a unit diagonal and no coupling, so they solve to zero.
-    r = tf.linalg.band_part(sy_c, 0, -1) + tf.linalg.diag(1.0 - used)
-    a = tf.gather(sg, order) * used
-    t = tf.squeeze(tf.linalg.triangular_solve(r, tf.expand_dims(a, 1), lower=False), 1)
-    u = (tf.linalg.diag_part(sy_c) * t
-         + gamma * (tf.linalg.matvec(chrono(yy) * both, t) - tf.gather(yg, order) * used))
-    p = tf.squeeze(tf.linalg.triangular_solve(r, tf.expand_dims(u, 1), lower=False,
-                                              adjoint=True), 1) * used
-    return tf.gather(p, back), tf.gather(t, back)
+    r = ops.upper(sy_c) + ops.diag(1.0 - used)
+    a = ops.gather(sg, order) * used
+    t = ops.squeeze(ops.triangular_solve(r, ops.expand_dims(a, 1), lower=False), 1)
+    u = (ops.diag_part(sy_c) * t
+         + gamma * (ops.matvec(chrono(yy) * both, t) - ops.gather(yg, order) * used))
+    p = ops.squeeze(ops.triangular_solve(r, ops.expand_dims(u, 1), lower=False,
+                                         adjoint=True), 1) * used
+    return ops.gather(p, back), ops.gather(t, back)
 
 
 def _replace_row_and_column(
-    matrix: tf.Tensor, at: tf.Tensor, row: tf.Tensor, column: tf.Tensor
-) -> tf.Tensor:
+    ops: scalar_ops.ScalarOps, matrix: Any, at: Any, row: Any, column: Any
+) -> Any:
     """``matrix`` with the row and the column where the bool mask ``at`` holds set to ``row``
     and ``column``."""
     # expand_dims, not [:, None]: indexing traces a strided slice and its constants.
-    return tf.where(tf.expand_dims(at, 1), tf.expand_dims(row, 0),
-                    tf.where(tf.expand_dims(at, 0), tf.expand_dims(column, 1), matrix))
+    return ops.select(ops.expand_dims(at, 1), ops.expand_dims(row, 0),
+                      ops.select(ops.expand_dims(at, 0), ops.expand_dims(column, 1), matrix))
 
 
 def auto_memory(n: int | None) -> int:
@@ -206,46 +212,53 @@ class LBFGSDirection(Direction):
 
     def update(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                found: Restarted, proposal: Proposal) -> LBFGSMemory:
+        # The passes over n are TensorFlow's in both tiers; the [m]-sized bookkeeping runs on
+        # the host when eager (flatvec.scalar_ops).
+        ops = scalar_ops.for_context()
         ls = found.result
-        moved = ls.step > 0
-        count = tf.where(found.restarted, 0, mem.count)
-        one = tf.ones([], x.dtype)
-
         # Curvature pair (skipped unless s'y > eps * y'y, which keeps H positive definite).
         s, y, g_new = ls.x - x, ls.g - g, ls.g
-        sy, yy = dot(s, y), dot(y, y)
-        eps = tf.constant(machine_eps(x.dtype), x.dtype)
-        keep = moved & (sy > eps * yy) & tf.math.is_finite(sy)
-        slot = mem.head
+        sy, yy = ops.value(dot(s, y)), ops.value(dot(y, y))
+        moved = ops.value(ls.step) > 0
+        count = ops.where(ops.value(found.restarted), ops.constant(0, tf.int32),
+                          ops.value(mem.count))
+        one = ops.constant(1.0, x.dtype)
+        eps = ops.constant(machine_eps(x.dtype), x.dtype)
+        keep = moved & (sy > eps * yy) & ops.isfinite(sy)
+        slot = ops.value(mem.head)
         # The only passes over the buffers besides the direction: the stored rows against the
         # new gradient (read before the slot is overwritten). The new pair's products with
         # the stored rows follow from them, since y = g_new - g: S y = S g_new - S g and
         # Y y = Y g_new - Y g (the relative rounding is eps |g| / |y|, and a Wolfe step keeps
         # |y| >= (1 - c2) |g'd| / |d|). The compact form reads S'Y only on and above the
         # diagonal in chronological order, so the new row s_new' y_i (i older) is not needed.
-        s_g, y_g = tf.linalg.matvec(mem.s, g_new), tf.linalg.matvec(mem.y, g_new)
-        s_y, y_y = s_g - mem.sg, y_g - mem.yg
+        s_g_t, y_g_t = tf.linalg.matvec(mem.s, g_new), tf.linalg.matvec(mem.y, g_new)
+        s_g, y_g = ops.value(s_g_t), ops.value(y_g_t)
+        s_y, y_y = s_g - ops.value(mem.sg), y_g - ops.value(mem.yg)
         # The slot's row and column are replaced only for a kept pair (hit is all False else).
         m = mem.sg.shape[0]  # the memory init chose (static)
-        hit = tf.one_hot(slot, m, on_value=True, off_value=False) & keep
-        zero = tf.zeros_like(s_y)
-        sy_row = tf.where(hit, sy, zero)  # s_new' y_i: only the diagonal is read
-        sy_col = tf.where(hit, sy, s_y)  # s_i' y_new
-        yy_row = tf.where(hit, yy, y_y)
-        sy_mat = _replace_row_and_column(mem.sy, hit, sy_row, sy_col)
-        yy_mat = _replace_row_and_column(mem.yy, hit, yy_row, yy_row)
-        sg_vec = tf.where(hit, dot(s, g_new), s_g)
-        yg_vec = tf.where(hit, dot(y, g_new), y_g)
+        hit = ops.one_hot_mask(slot, m) & keep
+        zero = ops.zeros_like(s_y)
+        sy_row = ops.select(hit, sy, zero)  # s_new' y_i: only the diagonal is read
+        sy_col = ops.select(hit, sy, s_y)  # s_i' y_new
+        yy_row = ops.select(hit, yy, y_y)
+        sy_mat = _replace_row_and_column(ops, ops.value(mem.sy), hit, sy_row, sy_col)
+        yy_mat = _replace_row_and_column(ops, ops.value(mem.yy), hit, yy_row, yy_row)
+        sg_vec = ops.select(hit, ops.value(dot(s, g_new)), s_g)
+        yg_vec = ops.select(hit, ops.value(dot(y, g_new)), y_g)
         # Write slot `head` (in place in the compiled loop: after the products with the old
         # rows; the direction's products come before the search, on which s and y depend).
         # A skipped pair writes no row (keep).
         s_buf, y_buf = buffers.write_rows((mem.s, mem.y), slot, (s, y), keep=keep,
-                                          after=(s_g, y_g))
+                                          after=(s_g_t, y_g_t))
+        dtype = x.dtype
         return LBFGSMemory(
-            s=s_buf, y=y_buf, sy=sy_mat, yy=yy_mat, sg=sg_vec, yg=yg_vec,
-            head=tf.where(keep, tf.math.floormod(slot + 1, m), slot),
-            count=tf.where(keep, tf.minimum(count + 1, m), count),
-            gamma=tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma),
+            s=s_buf, y=y_buf, sy=ops.tensor(sy_mat, dtype), yy=ops.tensor(yy_mat, dtype),
+            sg=ops.tensor(sg_vec, dtype), yg=ops.tensor(yg_vec, dtype),
+            head=ops.tensor(ops.where(keep, ops.floormod(slot + 1, m), slot), tf.int32),
+            count=ops.tensor(ops.where(keep, ops.minimum(count + 1, m), count), tf.int32),
+            gamma=ops.tensor(ops.where(keep, sy / ops.where(keep, yy, one),
+                                       ops.value(mem.gamma)), dtype),
         )
 
 

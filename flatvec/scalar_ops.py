@@ -1,6 +1,8 @@
-"""Scalar operations on tensors (traced) or on NumPy scalars (host), for code written once.
+"""Scalar and small-array operations on tensors (traced) or NumPy values (host), for code
+written once.
 
-A line search's trial or the stopping tests after a step are a few hundred scalar operations.
+A line search's trial, the stopping tests after a step or L-BFGS's algebra on its ``[m, m]``
+inner products are a few hundred operations on scalars and small arrays.
 Traced into the compiled loop they cost nothing worth counting; executed eagerly (the eager
 tier, :mod:`flatvec._run.tiers`) each TensorFlow op is dispatched from Python, 7-17 us apiece
 on this project's 2-core machine, against well under 1 us for the same operation on a NumPy
@@ -11,7 +13,10 @@ product) into the kind at hand.
 
 +, -, *, /, comparisons and square roots round the same in IEEE arithmetic whichever library
 runs them, so the two kinds compute the same bits from the same inputs (the tests compare a
-search's host and traced trials bit for bit).
+search's host and traced trials bit for bit), and so do selections, gathers and masks. Sums
+whose order a library chooses (a matrix-vector product, a triangular solve) are TensorFlow's
+kernels in both kinds (``matvec``, ``triangular_solve``: on the host they take and give NumPy
+arrays).
 """
 
 from __future__ import annotations
@@ -44,13 +49,33 @@ class ScalarOps(NamedTuple):
     constant: Callable[[Any, Any], Any]  # (value, dtype) in this kind
     cast: Callable[[Any, Any], Any]  # (value of this kind, dtype)
     tensor: Callable[[Any, Any], Any]  # (value of this kind, dtype) as a tensor
+    # Small arrays (elementwise where the shapes broadcast).
+    select: Callable[[Any, Any, Any], Any]  # elementwise where
+    expand_dims: Callable[[Any, int], Any]
+    squeeze: Callable[[Any, int], Any]
+    gather: Callable[..., Any]  # (params, indices, axis=0)
+    range: Callable[[Any], Any]
+    floormod: Callable[[Any, Any], Any]
+    one_hot_mask: Callable[[Any, int], Any]  # (index, m): bools, True at index
+    upper: Callable[[Any], Any]  # the upper triangle (diagonal included)
+    diag: Callable[[Any], Any]
+    diag_part: Callable[[Any], Any]
+    zeros_like: Callable[[Any], Any]
+    matvec: Callable[[Any, Any], Any]  # TensorFlow's kernel in both kinds
+    triangular_solve: Callable[..., Any]  # TensorFlow's kernel in both kinds
 
 
 TRACED = ScalarOps(
     where=tf.where, abs=tf.abs, maximum=tf.maximum, minimum=tf.minimum, sqrt=tf.sqrt,
     sign=tf.sign, ones_like=tf.ones_like, clip=tf.clip_by_value, isfinite=tf.math.is_finite,
     equal=tf.equal, any=tf.reduce_any, branch=tf.cond, value=lambda t: t,
-    constant=tf.constant, cast=tf.cast, tensor=lambda t, dtype: t)
+    constant=tf.constant, cast=tf.cast, tensor=lambda t, dtype: t,
+    select=tf.where, expand_dims=tf.expand_dims, squeeze=tf.squeeze, gather=tf.gather,
+    range=tf.range, floormod=tf.math.floormod,
+    one_hot_mask=lambda index, m: tf.one_hot(index, m, on_value=True, off_value=False),
+    upper=lambda a: tf.linalg.band_part(a, 0, -1), diag=tf.linalg.diag,
+    diag_part=tf.linalg.diag_part, zeros_like=tf.zeros_like, matvec=tf.linalg.matvec,
+    triangular_solve=tf.linalg.triangular_solve)
 
 
 def _host_clip(t: Any, lo: Any, hi: Any) -> Any:
@@ -65,12 +90,26 @@ def _host_constant(value: Any, dtype: Any) -> Any:
     return np.asarray(value, dtype=tf.as_dtype(dtype).as_numpy_dtype)[()]
 
 
+def _host_gather(params: Any, indices: Any, axis: int = 0) -> Any:
+    return np.take(params, indices, axis=axis)
+
+
+def _host_kernel(kernel: Callable[..., tf.Tensor]) -> Callable[..., Any]:
+    """``kernel`` (a TensorFlow op) on NumPy arrays, giving a NumPy array."""
+    return lambda *args, **kwargs: kernel(*args, **kwargs).numpy()
+
+
 HOST = ScalarOps(
     where=lambda c, a, b: a if c else b, abs=np.abs, maximum=np.maximum, minimum=np.minimum,
     sqrt=np.sqrt, sign=np.sign, ones_like=lambda t: np.ones_like(t)[()], clip=_host_clip,
     isfinite=np.isfinite, equal=np.equal, any=lambda conditions: np.bool_(any(conditions)),
     branch=lambda c, if_true, if_false: if_true() if c else if_false(),
-    value=_host_value, constant=_host_constant, cast=_host_constant, tensor=tf.constant)
+    value=_host_value, constant=_host_constant, cast=_host_constant, tensor=tf.constant,
+    select=np.where, expand_dims=np.expand_dims, squeeze=np.squeeze, gather=_host_gather,
+    range=np.arange, floormod=np.mod, one_hot_mask=lambda index, m: np.arange(m) == index,
+    upper=np.triu, diag=np.diag, diag_part=np.diagonal, zeros_like=np.zeros_like,
+    matvec=_host_kernel(tf.linalg.matvec),
+    triangular_solve=_host_kernel(tf.linalg.triangular_solve))
 
 
 def for_context() -> ScalarOps:
