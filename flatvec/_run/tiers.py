@@ -6,13 +6,15 @@ machine (TF 2.21, L-BFGS with More-Thuente, first call in a process): 0.55 s on 
 n = 2 and on the digits MLP alike (trace 0.27 s, first call 0.27 s; 0.23 s even with Grappler
 off). The same iteration run eagerly (:meth:`~flatvec._run.loop.CompiledLoop.advance_eagerly`)
 has nothing to set up and costs more per iteration: each TensorFlow op is dispatched from
-Python (7-17 us), so the eager tier keeps the line search's scalar logic on the host
-(:mod:`flatvec.algorithms.more_thuente`) and calls vector kernels directly
-(:mod:`flatvec.vector_ops`). On the digits MLP an L-BFGS iteration takes 15 ms eagerly against
-4.5 ms compiled (the evaluation, some 4 ms, in both): the eager tier's *rent* is about 10 ms an
-iteration (7 ms on the PINN, 18 ms on Rosenbrock n = 10^5: the default, 12 ms, is their
-mean), and the first eager iteration 0.15 s more (kernels for new shapes), while the compiled
-loop's first call costs 0.55-0.75 s more than its later ones. Break-even: some 35 iterations.
+Python (7-17 us), so the eager tier keeps scalar and small-array logic (the line search's
+trials, L-BFGS's compact form, the stopping tests) on host values (:mod:`flatvec.scalar_ops`,
+the same bits) and calls vector kernels directly (:mod:`flatvec.vector_ops`). An L-BFGS
+iteration then costs, eagerly against compiled (the evaluations in both): digits MLP f32
+12.5 against 4.5 ms, f64 23 against 9 ms, PINN 8 against 1.6 ms, Rosenbrock n = 10^5 26
+against 6.7 ms. The difference is the eager tier's *rent*: 6-19 ms an iteration, 12 ms by
+default (their mean) until this process has measured its own. The first eager iteration of a
+kind costs some 0.06-0.15 s more (kernels for new shapes), while the compiled loop's first
+call costs 0.55-0.75 s more than its later ones. Break-even: some 35 iterations.
 
 The rule (:class:`TierPlan`), per run of a loop not compiled yet:
 
