@@ -287,7 +287,7 @@ class MoreThuente:
         hi_bound = ops.constant(self.max_step, dtype)
         zero = ops.constant(0.0, dtype)
         false, true = ops.constant(False, tf.bool), ops.constant(True, tf.bool)
-        f0 = ops.value(f)
+        f0 = ops.cast(ops.value(f), x.dtype)  # (a Python float f too: in the problem dtype)
 
         def start(direction: tf.Tensor, d0: Any, step: Any, nfev: Any, restarted: Any) -> _Loop:
             origin = _End(zero, f0, d0)
@@ -403,7 +403,7 @@ class MoreThuente:
                 s: _Loop) -> tuple[LineSearchResult, tf.Tensor]:
         """The search's result from its final state: the last trial if it converged or is no
         worse than stx, else stx; the start if neither decreases ``f``."""
-        f0 = ops.value(f)
+        f0 = ops.cast(ops.value(f), x.dtype)  # (a Python float f too: in the problem dtype)
         finite = ops.isfinite(s.last.f) & ops.isfinite(s.last.d)
         use_last = s.success | (finite & (s.last.f <= s.x.f))
         best = _where(ops, use_last, s.last, s.x)

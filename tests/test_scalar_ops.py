@@ -1,16 +1,23 @@
 """Code written once on flatvec.scalar_ops runs on host values eagerly and on tensors traced:
-L-BFGS's compact form and its memory update give the same bits both ways (Moré–Thuente's
-trials: tests/test_line_search.py)."""
+L-BFGS's compact form, its memory update and the stopping tests give the same bits both ways
+(Moré–Thuente's trials: tests/test_line_search.py)."""
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from flatvec.algorithms.lbfgs import LBFGSDirection, LBFGSMemory, inverse_hessian_product
 from flatvec.algorithms.line_search import LineSearchResult, Restarted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flatvec import scalar_ops
+from flatvec._run.stopping import RuleTensors, StepFaults, status_after_step
+from flatvec.status import ALGORITHM_CODE_BASE
 
 
 def _assert_same_bits(host, traced):
@@ -74,3 +81,44 @@ def test_lbfgs_memory_update_on_host_values_is_the_traced_one(rng, dtype, case):
     _assert_same_bits(host, tf.function(update)(mem, x, g, found))
     kept = case in ("kept", "restarted")
     assert int(host.count) == (1 if case == "restarted" else 3 + kept)
+
+
+class _State(NamedTuple):
+    f: tf.Tensor
+    g: tf.Tensor
+    failed: tf.Tensor
+    accepted: tf.Tensor
+    stop_reason: tf.Tensor
+
+
+_VALUES = st.sampled_from([0.0, 1e-12, 0.5, 1.0, 1.0 + 1e-9, 3.0, -2.0, math.inf, -math.inf,
+                           math.nan])
+
+
+@settings(max_examples=60, deadline=None)
+@given(f_prev=_VALUES, f=_VALUES, g=st.lists(_VALUES, min_size=2, max_size=2),
+       flags=st.lists(st.booleans(), min_size=5, max_size=5),
+       reason=st.integers(0, 2), nit=st.integers(1, 6), evaluations=st.integers(0, 9),
+       gtol=st.sampled_from([0.0, 1e-5, 1.0]), ftol=st.sampled_from([0.0, 1e-8, 0.5]),
+       max_eval=st.integers(0, 6))
+def test_stopping_tests_on_host_scalars_are_the_traced_ones(
+        f_prev, f, g, flags, reason, nit, evaluations, gtol, ftol, max_eval):
+    # Every stop reason and the non-finite overrides, host (eager) against traced.
+    failed, accepted, finite, bad_products, nonfinite_trials = flags
+    state = _State(tf.constant(f, tf.float64), tf.constant(g, tf.float64), tf.constant(failed),
+                   tf.constant(accepted), tf.constant(reason, tf.int32))
+    rule = RuleTensors(tf.constant(gtol, tf.float64), tf.constant(ftol, tf.float64),
+                       tf.constant(5, tf.int64), tf.constant(max_eval, tf.int64),
+                       tf.constant(1.0, tf.float64))
+    faults = StepFaults(tf.constant(bad_products), tf.constant(nonfinite_trials))
+    args = (tf.constant(f_prev, tf.float64), state, tf.constant(finite),
+            tf.constant(nit, tf.int64), tf.constant(evaluations, tf.int64), rule, faults)
+    codes = ((ALGORITHM_CODE_BASE + 2,), (ALGORITHM_CODE_BASE + 1,))
+
+    def status(*args):
+        return status_after_step(*args, codes)
+
+    with np.errstate(all="ignore"):  # as the eager tier runs them
+        host = status(*args)
+    assert host.dtype == tf.int32
+    assert int(host) == int(tf.function(status)(*args))
