@@ -173,7 +173,7 @@ def _dcstep(ops: ScalarOps, x: _End, y: _End, p: _End, bracketed: Any, stmin: An
     higher = p.f > x.f
     decreasing = ops.abs(p.d) < ops.abs(x.d)
     step = ops.where(higher, step1, ops.where(opposite, step2,
-                                            ops.where(decreasing, step3, step4)))
+                                              ops.where(decreasing, step3, step4)))
     return step, bracketed | higher | opposite
 
 
