@@ -8,8 +8,8 @@ tier, :mod:`flatvec._run.tiers`) each TensorFlow op is dispatched from Python, 7
 on this project's 2-core machine, against well under 1 us for the same operation on a NumPy
 scalar. Code that takes an :class:`ScalarOps` (``ops``) runs on either kind: :data:`TRACED`
 inside a ``tf.function``, :data:`HOST` eagerly (:func:`for_context` picks). Vectors stay
-TensorFlow tensors in both; ``ops.value`` brings a scalar tensor (an oracle's value, an inner
-product) into the kind at hand.
+TensorFlow tensors in both; ``ops.value`` brings a scalar or small tensor (an oracle's value, an
+inner product, L-BFGS's ``[m, m]`` products) into the kind at hand.
 
 +, -, *, /, comparisons and square roots round the same in IEEE arithmetic whichever library
 runs them, so the two kinds compute the same bits from the same inputs (the tests compare a
@@ -45,7 +45,7 @@ class ScalarOps(NamedTuple):
     equal: Callable[[Any, Any], Any]
     any: Callable[[list[Any]], Any]  # any of a list of scalar conditions
     branch: Callable[[Any, Callable[[], Any], Callable[[], Any]], Any]  # run one of two
-    value: Callable[[Any], Any]  # a scalar tensor (or variable) in this kind
+    value: Callable[[Any], Any]  # a tensor or variable (scalar or small) in this kind
     constant: Callable[[Any, Any], Any]  # (value, dtype) in this kind
     cast: Callable[[Any, Any], Any]  # (value of this kind, dtype)
     tensor: Callable[[Any, Any], Any]  # (value of this kind, dtype) as a tensor

@@ -1,4 +1,5 @@
-"""The stopping tests of the compiled loop, evaluated in graph after every step."""
+"""The stopping tests after every step: traced into the compiled loop, or on host scalars in
+the eager tier (written once on :mod:`flatvec.scalar_ops`)."""
 
 from __future__ import annotations
 
