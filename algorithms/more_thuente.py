@@ -291,8 +291,7 @@ class MoreThuente:
 
         def start(direction: tf.Tensor, d0: Any, step: Any, nfev: Any, restarted: Any) -> _Loop:
             origin = _End(zero, f0, d0)
-            step = ops.clip(ops.constant(step, dtype) if ops is HOST else tf.cast(step, dtype),
-                            lo_bound, hi_bound)
+            step = ops.clip(ops.cast(step, dtype), lo_bound, hi_bound)
             width = hi_bound - lo_bound
             return _Loop(nfev, step, origin, g, origin, zero, step + _XTRAPU * step, width,
                          2.0 * width, false, false, false, false, origin, g, direction, d0,
@@ -363,7 +362,7 @@ class MoreThuente:
                         fallback_d, fallback_step0, _ = fallback
                         s = start(fallback_d, ops.value(dot(g, fallback_d)),
                                   ops.value(fallback_step0), s.nfev, true)
-                return self._result(ops, x, f, g, s)
+                return self._result(ops, x, f0, g, s)
 
         def body(packed: _Packed) -> tuple[_Packed]:
             after = trial(_unpack(packed))
@@ -385,7 +384,7 @@ class MoreThuente:
         init = _pack(start(d, dot(g, d), step0, tf.zeros([], tf.int32), false))
         (packed,) = tf.while_loop(lambda p: ~tf.gather(p.flags, 2), body, (init,),
                                   maximum_iterations=budget)
-        return self._result(ops, x, f, g, _unpack(packed))
+        return self._result(ops, x, f0, g, _unpack(packed))
 
     @staticmethod
     def _restart(ops: ScalarOps, after: _Loop, f0: Any,
@@ -399,11 +398,11 @@ class MoreThuente:
                 & ~after.restarted)
 
     @staticmethod
-    def _result(ops: ScalarOps, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
+    def _result(ops: ScalarOps, x: tf.Tensor, f0: Any, g: tf.Tensor,
                 s: _Loop) -> tuple[LineSearchResult, tf.Tensor]:
         """The search's result from its final state: the last trial if it converged or is no
-        worse than stx, else stx; the start if neither decreases ``f``."""
-        f0 = ops.cast(ops.value(f), x.dtype)  # (a Python float f too: in the problem dtype)
+        worse than stx, else stx; the start (value ``f0``) if neither decreases f. Tensors
+        in both kinds."""
         finite = ops.isfinite(s.last.f) & ops.isfinite(s.last.d)
         use_last = s.success | (finite & (s.last.f <= s.x.f))
         best = _where(ops, use_last, s.last, s.x)
@@ -413,11 +412,9 @@ class MoreThuente:
             lambda: (x + s.dirn * best.a,
                      ops.branch(use_last, lambda: s.last_g, lambda: s.x_g)),
             lambda: (x, g))
-        step = ops.where(keep, best.a, ops.constant(0.0, x.dtype))
+        dtype = x.dtype
+        step = ops.where(keep, best.a, ops.constant(0.0, dtype))
         f_new = ops.where(keep, best.f, f0)
-        if ops is HOST:  # hand back tensors, as the traced search does
-            return (LineSearchResult(
-                tf.constant(step, x.dtype), x_new, tf.constant(f_new, x.dtype), g_new,
-                tf.constant(s.nfev, tf.int32), tf.constant(s.success)),
-                tf.constant(s.restarted))
-        return LineSearchResult(step, x_new, f_new, g_new, s.nfev, s.success), s.restarted
+        return (LineSearchResult(ops.tensor(step, dtype), x_new, ops.tensor(f_new, dtype), g_new,
+                                 ops.tensor(s.nfev, tf.int32), ops.tensor(s.success, tf.bool)),
+                ops.tensor(s.restarted, tf.bool))
