@@ -185,6 +185,7 @@ class LBFGSDirection(Direction):
     """:math:`d = -H g` from the last ``memory`` curvature pairs (see the module docstring)."""
 
     writes_rows: ClassVar[bool] = True  # s and y rows, on every update (flatvec.buffers)
+    runs_on_host: ClassVar[bool] = True  # propose and update take NumPy arrays too
 
     def __init__(self, memory: int | None) -> None:
         self.memory = memory
@@ -206,14 +207,14 @@ class LBFGSDirection(Direction):
                 oracle: Oracle) -> Proposal:
         d, fallback = _direction(g, mem.s, mem.y, mem.sy, mem.yy, mem.sg, mem.yg, mem.head,
                                  mem.count, mem.gamma)
-        one = tf.ones([], x.dtype)
+        one = scalar_ops.for_context().constant(1.0, x.dtype)
         return Proposal(d, one, fallback_d=fallback, fallback_step0=one,
                         can_restart=mem.count > 0)
 
     def update(self, mem: LBFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                found: Restarted, proposal: Proposal) -> LBFGSMemory:
-        # The passes over n are TensorFlow's in both tiers; the [m]-sized bookkeeping runs on
-        # the host when eager (flatvec.scalar_ops).
+        # The [m]-sized bookkeeping runs on the host when eager (flatvec.scalar_ops); so do
+        # the passes over n inside scalar_ops.on_host (NumPy arrays).
         ops = scalar_ops.for_context()
         ls = found.result
         # Curvature pair (skipped unless s'y > eps * y'y, which keeps H positive definite).
@@ -232,7 +233,7 @@ class LBFGSDirection(Direction):
         # Y y = Y g_new - Y g (the relative rounding is eps |g| / |y|, and a Wolfe step keeps
         # |y| >= (1 - c2) |g'd| / |d|). The compact form reads S'Y only on and above the
         # diagonal in chronological order, so the new row s_new' y_i (i older) is not needed.
-        s_g_t, y_g_t = tf.linalg.matvec(mem.s, g_new), tf.linalg.matvec(mem.y, g_new)
+        s_g_t, y_g_t = vector_ops.matvec(mem.s, g_new), vector_ops.matvec(mem.y, g_new)
         s_g, y_g = ops.value(s_g_t), ops.value(y_g_t)
         s_y, y_y = s_g - ops.value(mem.sg), y_g - ops.value(mem.yg)
         # The slot's row and column are replaced only for a kept pair (hit is all False else).

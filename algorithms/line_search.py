@@ -19,7 +19,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import numpy as np
 import tensorflow as tf
 
-from flatvec import vector_ops
+from flatvec import scalar_ops, vector_ops
 
 __all__ = [
     "Capabilities",
@@ -146,7 +146,7 @@ def unit_step_scale(g: tf.Tensor) -> tf.Tensor:
 
 def machine_eps(dtype: tf.DType) -> float:
     """Machine epsilon of a float dtype."""
-    return float(np.finfo(dtype.as_numpy_dtype).eps)
+    return float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps)
 
 
 def check_wolfe_options(c1: float, c2: float, max_evals: int, xtol: float) -> None:
@@ -263,10 +263,11 @@ def search_with_restart(
                 "this non-monotone method passes; use a search with takes_reference = True "
                 "(Backtracking)")
         extra["reference"] = reference
-    descent = dot(g, d) < 0
-    d = tf.cond(descent, lambda: d, lambda: fallback_d)
-    step0 = tf.where(descent, step0, fallback_step0)
-    can_restart = can_restart & descent
+    ops = scalar_ops.for_context()  # eagerly: the choice on the host
+    descent = ops.value(dot(g, d)) < 0
+    d = ops.branch(descent, lambda: d, lambda: fallback_d)
+    step0 = ops.where(descent, ops.value(step0), ops.value(fallback_step0))
+    can_restart = ops.value(can_restart) & descent
     if can.restarts_in_loop:
         result, retried = line_search.search_with_fallback(
             oracle, x, f, g, d, step0, fallback_d, fallback_step0, can_restart, **extra)

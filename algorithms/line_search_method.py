@@ -36,6 +36,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
 
+from flatvec import scalar_ops
 from flatvec.protocol import Algorithm, Oracle
 
 from .line_search import LineSearch, LineSearchResult, Restarted, search_with_restart
@@ -107,10 +108,14 @@ class Direction:
 
     Optional: ``writes_rows = True`` (a class attribute) for a direction whose ``update``
     writes rows with :func:`flatvec.buffers.write_rows` on every step: the compiled loop then
-    writes them in place where it owns the buffers.
+    writes them in place where it owns the buffers. ``runs_on_host = True`` for a direction
+    whose ``propose`` and ``update`` also run on NumPy arrays (see
+    :attr:`flatvec.protocol.Algorithm.runs_on_host`); the method runs on the host when its
+    line search declares it too.
     """
 
     writes_rows: ClassVar[bool] = False
+    runs_on_host: ClassVar[bool] = False
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Any:
         raise NotImplementedError
@@ -156,6 +161,8 @@ class LineSearchMethod(Algorithm):
         self.line_search = line_search
         # The compiled loop writes rows in place for algorithms that declare it.
         self.writes_rows = bool(getattr(direction, "writes_rows", False))
+        self.runs_on_host = all(bool(getattr(part, "runs_on_host", False))
+                                for part in (direction, line_search))
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> LineSearchState:
         f, g = oracle(x)
@@ -173,14 +180,16 @@ class LineSearchMethod(Algorithm):
 
     def _search(self, p: Proposal, oracle: Oracle, x: tf.Tensor, f: tf.Tensor,
                 g: tf.Tensor) -> Restarted:
-        one = tf.ones([], x.dtype)
+        ops = scalar_ops.for_context()
 
         def run() -> Restarted:
             return search_with_restart(
                 self.line_search, oracle, x, f, g, p.d, p.step0,
                 fallback_d=-g if p.fallback_d is None else p.fallback_d,
-                fallback_step0=one if p.fallback_step0 is None else p.fallback_step0,
-                can_restart=tf.constant(False) if p.can_restart is None else p.can_restart,
+                fallback_step0=(ops.constant(1.0, x.dtype) if p.fallback_step0 is None
+                                else p.fallback_step0),
+                can_restart=(ops.constant(False, tf.bool) if p.can_restart is None
+                             else p.can_restart),
                 extra_condition=p.extra_condition, reference=p.reference,
             )
 

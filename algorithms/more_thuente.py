@@ -39,7 +39,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from flatvec.scalar_ops import HOST, ScalarOps, for_context
+from flatvec.scalar_ops import TRACED, ScalarOps, for_context
 
 from .line_search import LineSearchResult, check_wolfe_options, dot
 
@@ -250,6 +250,7 @@ class MoreThuente:
     takes_reference: ClassVar[bool] = False
     takes_extra_condition: ClassVar[bool] = True
     restarts_in_loop: ClassVar[bool] = True
+    runs_on_host: ClassVar[bool] = True  # on NumPy arrays too (flatvec.scalar_ops.on_host)
 
     def search(self, oracle: Callable[[tf.Tensor], Any], x: tf.Tensor, f: tf.Tensor,
                g: tf.Tensor, d: tf.Tensor, step0: tf.Tensor,
@@ -350,7 +351,7 @@ class MoreThuente:
                          attempt_nfev, s.restarted)
 
         budget = self.max_evals * (1 if fallback is None else 2)
-        if ops is HOST:
+        if ops is not TRACED:  # a Python loop on host scalars
             with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
                 s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
                           false)

@@ -17,6 +17,10 @@ The compiled loop and :func:`write_rows` see to both:
   copies each buffer once;
 - :func:`write_rows` there orders an in-place write after the reads it is given (``after``).
 
+On NumPy arrays (the eager tier of an algorithm that runs on the host,
+:func:`flatvec.scalar_ops.on_host`) the rows are written into the arrays themselves: the
+eager tier copies the carry's buffers into arrays of its own at the start of each block.
+
 Outside that scope (eager calls, a user's own loop, XLA, which has no kernel for the raw op)
 :func:`write_rows` is ``tf.tensor_scatter_nd_update`` whose index depends on the reads by
 dataflow: XLA then updates a while loop's buffer in place by itself, but only where the
@@ -32,6 +36,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from flatvec._tf import inplace
@@ -77,7 +82,14 @@ def write_rows(buffers: Sequence[tf.Tensor], index: tf.Tensor, rows: Sequence[tf
     ``keep`` (bool scalar, default True): where False the buffers keep row ``index``. No
     ``tf.cond`` skips the write (a fresh model's loop instantiates every branch function
     again, see :mod:`flatvec._tf.graph_reuse`): in the compiled loop the write has zero or one
-    rows; elsewhere (XLA needs static shapes) the old row is written back."""
+    rows; elsewhere (XLA needs static shapes) the old row is written back.
+
+    On NumPy buffers (see the module docstring) the rows are written into them."""
+    if isinstance(buffers[0], np.ndarray):
+        if keep is None or keep:
+            for buffer, row in zip(buffers, rows, strict=True):
+                buffer[index] = row
+        return tuple(buffers)
     indices = tf.reshape(index, [1])
     if after and not writes_in_place():
         indices = _after_reads(indices, after)

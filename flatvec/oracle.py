@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
+
+from flatvec import scalar_ops
 
 __all__ = ["Oracle"]
 
@@ -27,6 +30,11 @@ class Oracle:
     which a line search or trust region backs off from, and curvature products, from which no
     method recovers. The driver's non-finite status and the result's ``nonfinite_evals`` come
     from them.
+
+    Called eagerly on NumPy arrays (the eager tier of an algorithm that runs on the host,
+    :func:`flatvec.scalar_ops.on_host`), it calls the same compiled functions and gives NumPy
+    arrays back; the finiteness check runs on the host and touches the counters only for a
+    non-finite result (:meth:`fault_counts` reads them without a TensorFlow op).
 
     A product the algorithm did not declare raises a ``TypeError`` when the step is traced:
     Hessian-vector products need ``needs_hvp = True`` on the algorithm's class (or instance),
@@ -56,6 +64,7 @@ class Oracle:
         self._declared = {"hvp": bool(needs_hvp), "ggn": bool(needs_ggn),
                           "residuals": bool(needs_residuals)}
         self._owner = owner
+        self._host_faults = np.zeros([2], np.int64)  # the counters' increments made on the host
 
     @property
     def has_residuals(self) -> bool:
@@ -78,40 +87,48 @@ class Oracle:
         """Float dtype of ``x``, ``f``, ``g``."""
         return self._objective.dtype
 
-    def _count(self, kind: int, *results: tf.Tensor) -> None:
-        """Add one to counter ``kind`` (0 evaluations, 1 products) if any result is not
-        finite."""
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(r)) for r in results])
+    def _call(self, kind: int, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, counted on the non-finite counter ``kind`` (0 evaluations, 1
+        products) if any of its results is not finite; on NumPy arrays, as NumPy arrays."""
+        if isinstance(args[0], np.ndarray):
+            result = tf.nest.map_structure(lambda t: t.numpy(),
+                                           fn(*(tf.constant(a) for a in args)))
+            if not all(np.isfinite(r).all() for r in tf.nest.flatten(result)):
+                self._host_faults[kind] += 1
+                self.nonfinite.assign_add(np.eye(2, dtype=np.int64)[kind])
+            return result
+        result = fn(*args)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(r))
+                                for r in tf.nest.flatten(result)])
         self.nonfinite.assign_add(tf.one_hot(kind, 2, dtype=tf.int64)
                                   * tf.cast(~finite, tf.int64))
-
-    def _evaluation(self, result: tf.Tensor) -> tf.Tensor:
-        self._count(0, result)
         return result
 
-    def _product(self, result: tf.Tensor) -> tf.Tensor:
-        self._count(1, result)
-        return result
+    def fault_counts(self) -> Any:
+        """The non-finite evaluations and products counted so far, ``[2]``: as a tensor read
+        of :attr:`nonfinite`, or inside :func:`~flatvec.scalar_ops.on_host` as the host's own
+        count (only differences between two reads mean anything)."""
+        if scalar_ops.for_context() is scalar_ops.NUMPY:
+            return self._host_faults.copy()
+        return self.nonfinite.read_value()
 
     def value(self, x: tf.Tensor) -> tf.Tensor:
         """``f(x)`` without the gradient pass (one ``nfev``)."""
-        return self._evaluation(self._objective.value(x))
+        return self._call(0, self._objective.value, x)
 
     def value_and_gradient(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(f(x), ∇f(x))`` (one ``nfev`` and one ``njev``)."""
-        result = self._objective(x)
-        self._count(0, *result)
-        return result
+        return self._call(0, self._objective, x)
 
     __call__ = value_and_gradient
 
     def hvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """``∇²f(x) v`` (one ``nhev``); only for algorithms that declare ``needs_hvp``."""
-        return self._product(self._check("hvp", "needs_hvp", "hvp")(x, v))
+        return self._call(1, self._check("hvp", "needs_hvp", "hvp"), x, v)
 
     def ggn_vp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """Gauss-Newton product ``G v`` (one ``nhev``); algorithms that declare ``needs_ggn``."""
-        return self._product(self._check("ggn", "needs_ggn", "ggn_vp")(x, v))
+        return self._call(1, self._check("ggn", "needs_ggn", "ggn_vp"), x, v)
 
     @property
     def has_ggn_matrix(self) -> bool:
@@ -127,26 +144,24 @@ class Oracle:
         """``(f, g, G)`` with the dense ``[n, n]`` Gauss-Newton matrix ``G`` (one ``njev``);
         algorithms that declare ``needs_ggn``. Counted as an evaluation (a method backs off
         from a non-finite one as from a non-finite value)."""
-        result = self._check("ggn", "needs_ggn", "ggn_matrix")(x)
-        self._count(0, *result)
-        return result
+        return self._call(0, self._check("ggn", "needs_ggn", "ggn_matrix"), x)
 
     def residuals(self, x: tf.Tensor) -> tf.Tensor:
         """``r(x)`` (one ``nfev``); algorithms that declare ``needs_residuals``."""
-        return self._evaluation(self._check("residuals", "needs_residuals", "residuals")(x))
+        return self._call(0, self._check("residuals", "needs_residuals", "residuals"), x)
 
     def jacobian(self, x: tf.Tensor) -> tf.Tensor:
         """Dense ``J(x)``, ``[m, n]`` (one ``njev``); algorithms that declare
         ``needs_residuals``."""
-        return self._evaluation(self._check("residuals", "needs_residuals", "jacobian")(x))
+        return self._call(0, self._check("residuals", "needs_residuals", "jacobian"), x)
 
     def jvp(self, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
         """``J v`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
-        return self._product(self._check("residuals", "needs_residuals", "jvp")(x, v))
+        return self._call(1, self._check("residuals", "needs_residuals", "jvp"), x, v)
 
     def vjp(self, x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
         """``Jᵀ u`` (one ``nhev``); algorithms that declare ``needs_residuals``."""
-        return self._product(self._check("residuals", "needs_residuals", "vjp")(x, u))
+        return self._call(1, self._check("residuals", "needs_residuals", "vjp"), x, u)
 
 
 # The objective's traceable methods (``Objective.compiled`` compiles each once).

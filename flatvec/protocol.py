@@ -29,6 +29,13 @@ An optional declaration the driver understands: ``writes_rows = True``, for an a
 ``step`` writes history rows with :func:`flatvec.buffers.write_rows` on every step (L-BFGS):
 the compiled loop, which knows whether anything else may hold the buffers, then writes the
 rows in place. A line-search method takes it from its direction's ``writes_rows``.
+And ``runs_on_host = True``, for an algorithm whose ``step`` also runs on NumPy arrays: written
+with :mod:`flatvec.scalar_ops` (``for_context()``) for its scalar logic,
+:mod:`flatvec.vector_ops` for its passes over n, and arithmetic operators, which both kinds
+have. The eager tier (:mod:`flatvec._run.tiers`) then runs its iterations on NumPy arrays,
+TensorFlow only inside the objective's compiled functions: its state is NumPy there,
+results agree with the compiled loop to rounding. L-BFGS with Moré–Thuente declares it; a
+line-search method takes it where its direction and its search both declare it.
 
 An optional method: ``result_note(state) -> str``, a sentence the driver appends to the
 result's message (run on the host with the final state; ``lm`` says which solver ran).
@@ -83,7 +90,7 @@ class Algorithm:
     as a per-batch update inside ``model.fit``), ``default_ftol`` (the ``ftol`` that
     ``minimize`` uses when given none; 0, off, unless declared) and ``stop_reasons`` (the
     algorithm's own :class:`~flatvec.status.StopReason` s, selected by a ``stop_reason`` state
-    field).
+    field), ``runs_on_host`` (``step`` also runs on NumPy arrays: see the module docstring).
     """
 
     needs_hvp: ClassVar[bool] = False
@@ -94,6 +101,7 @@ class Algorithm:
     # The relative-decrease test's tolerance when minimize() is given no ftol: off unless a
     # method declares one (a plugin does not inherit L-BFGS-B's silently).
     default_ftol: ClassVar[float] = 0.0
+    runs_on_host: ClassVar[bool] = False
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> NamedTuple:
         raise NotImplementedError

@@ -17,17 +17,29 @@ search's host and traced trials bit for bit), and so do selections, gathers and 
 whose order a library chooses (a matrix-vector product, a triangular solve) are TensorFlow's
 kernels in both kinds (``matvec``, ``triangular_solve``: on the host they take and give NumPy
 arrays).
+
+Algorithms that declare ``runs_on_host`` go one step further in the eager tier: inside
+:func:`on_host` their vectors are NumPy arrays too (the :data:`NUMPY` kind), the objective's
+compiled functions are called on them and give NumPy back (:class:`flatvec.oracle.Oracle`),
+and the passes over n are NumPy's (:mod:`flatvec.vector_ops`). No TensorFlow op is then
+dispatched between two evaluations. Inner products and matrix products sum in NumPy's order,
+so that tier agrees with the compiled loop to rounding, not bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.linalg
 import tensorflow as tf
 
-__all__ = ["HOST", "TRACED", "ScalarOps", "for_context"]
+__all__ = ["HOST", "NUMPY", "TRACED", "ScalarOps", "for_context", "on_host"]
+
+_scope = threading.local()  # per thread: eager execution is per thread
 
 
 class ScalarOps(NamedTuple):
@@ -61,8 +73,8 @@ class ScalarOps(NamedTuple):
     diag: Callable[[Any], Any]
     diag_part: Callable[[Any], Any]
     zeros_like: Callable[[Any], Any]
-    matvec: Callable[[Any, Any], Any]  # TensorFlow's kernel in both kinds
-    triangular_solve: Callable[..., Any]  # TensorFlow's kernel in both kinds
+    matvec: Callable[[Any, Any], Any]  # TensorFlow's kernel in TRACED and HOST
+    triangular_solve: Callable[..., Any]  # TensorFlow's kernel in TRACED and HOST
 
 
 TRACED = ScalarOps(
@@ -112,6 +124,34 @@ HOST = ScalarOps(
     triangular_solve=_host_kernel(tf.linalg.triangular_solve))
 
 
+def _numpy_triangular_solve(matrix: Any, rhs: Any, lower: bool = True,
+                            adjoint: bool = False) -> Any:
+    """``tf.linalg.triangular_solve``'s meaning, by LAPACK's solver (real matrices)."""
+    return scipy.linalg.solve_triangular(matrix, rhs, lower=lower, trans=1 if adjoint else 0,
+                                         check_finite=False)
+
+
+# Everything on the host (see the module docstring): HOST, with values of the state (``tensor``)
+# kept as NumPy and the small products NumPy's and LAPACK's.
+NUMPY = HOST._replace(tensor=_host_constant, matvec=np.matmul,
+                      triangular_solve=_numpy_triangular_solve)
+
+
+@contextlib.contextmanager
+def on_host(active: bool = True) -> Iterator[None]:
+    """Run the code in this block (eagerly) in the :data:`NUMPY` kind, if ``active``: what the
+    eager tier does for algorithms that declare ``runs_on_host``."""
+    before = getattr(_scope, "numpy", False)
+    _scope.numpy = bool(active)
+    try:
+        yield
+    finally:
+        _scope.numpy = before
+
+
 def for_context() -> ScalarOps:
-    """:data:`HOST` when executing eagerly, :data:`TRACED` while tracing a function."""
-    return HOST if tf.executing_eagerly() else TRACED
+    """:data:`TRACED` while tracing a function; eagerly :data:`NUMPY` inside :func:`on_host`,
+    else :data:`HOST`."""
+    if not tf.executing_eagerly():
+        return TRACED
+    return NUMPY if getattr(_scope, "numpy", False) else HOST

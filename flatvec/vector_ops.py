@@ -18,7 +18,8 @@ functions) they take the graph form, which is right everywhere and only slower u
 Executed eagerly (the eager tier, :mod:`flatvec._run.tiers`) the graph form's ``MatMul`` is
 called directly: ``tf.tensordot`` reaches it through reshapes to shapes given as Python lists,
 each converted on every call (0.28 ms a product against 0.05 ms at n = 9 610), and the same
-``MatMul`` on the same shapes gives the same bits.
+``MatMul`` on the same shapes gives the same bits. On NumPy arrays (the eager tier of an
+algorithm that runs on the host, :func:`flatvec.scalar_ops.on_host`) they are NumPy's.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["combine_rows", "dot", "traced_for_xla", "xla_scope"]
+__all__ = ["all_finite", "combine_rows", "dot", "max_abs", "matvec", "traced_for_xla",
+           "xla_scope"]
 
 _scope = threading.local()  # per thread: tracing is per thread
 
@@ -52,6 +55,8 @@ def traced_for_xla() -> bool:
 
 def dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """Inner product of two 1-D tensors."""
+    if isinstance(a, np.ndarray):
+        return np.dot(a, b)
     if traced_for_xla():
         return tf.reduce_sum(a * b)
     if tf.executing_eagerly():  # tensordot's MatMul, [1, n] x [n, 1], without its reshapes
@@ -61,9 +66,32 @@ def dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 def combine_rows(coefficients: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
     """``sum_i coefficients[i] * rows[i]`` for ``[m]`` coefficients and ``[m, n]`` rows."""
+    if isinstance(rows, np.ndarray):
+        return coefficients @ rows
     if traced_for_xla():
         return tf.reduce_sum(coefficients[:, None] * rows, 0)
     # Row vector times matrix: one MatMul, 2-3x faster than matvec(..., transpose_a=True).
     if tf.executing_eagerly():  # tensordot's MatMul, [1, m] x [m, n], without its reshapes
         return tf.squeeze(tf.matmul(tf.expand_dims(coefficients, 0), rows), [0])
     return tf.tensordot(coefficients, rows, 1)
+
+
+def matvec(rows: tf.Tensor, vector: tf.Tensor) -> tf.Tensor:
+    """``rows @ vector``: the ``[m]`` inner products of ``[m, n]`` rows with an n-vector."""
+    if isinstance(rows, np.ndarray):
+        return rows @ vector
+    return tf.linalg.matvec(rows, vector)
+
+
+def max_abs(a: tf.Tensor) -> tf.Tensor:
+    """``max |a_i|``, the infinity norm."""
+    if isinstance(a, np.ndarray):
+        return np.max(np.abs(a))
+    return tf.reduce_max(tf.abs(a))
+
+
+def all_finite(a: tf.Tensor) -> tf.Tensor:
+    """Whether every entry of ``a`` is finite."""
+    if isinstance(a, np.ndarray):
+        return np.isfinite(a).all()
+    return tf.reduce_all(tf.math.is_finite(a))

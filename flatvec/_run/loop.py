@@ -128,6 +128,7 @@ class CompiledLoop:
             tuple(ALGORITHM_CODE_BASE + k + 1 for k, reason in enumerate(reasons)
                   if reason.success is success) for success in (False, True))
         self._vars: Carry | None = None
+        self._eager_carry: Carry | None = None  # newer than the variables (advance_eagerly)
         self._advance_concrete: Any = None
         self._shared_key: Any = None
         self._objective_captures: tuple[tf.Tensor, ...] = ()
@@ -166,6 +167,7 @@ class CompiledLoop:
         self._tolerances.assign([rule.gtol, rule.ftol, rule.ftol_floor])
         self._limits.assign([rule.max_iter, rule.max_eval])
         self.nonfinite.assign([0, 0])
+        self._eager_carry = None
         x0 = tf.convert_to_tensor(x0)
         self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
         with call_options.lean_calls(self._calls_objective):
@@ -204,6 +206,7 @@ class CompiledLoop:
     def advance(self) -> Report:
         """Run up to :meth:`set_block`'s number of iterations from the current carry; fewer
         when a stopping test holds."""
+        self.sync_variables()
         if self._advance_concrete is None:
             if self._template is not None:
                 self._advance_concrete = self._template.advance_with(
@@ -246,6 +249,12 @@ class CompiledLoop:
         return self._advance_concrete is not None or self._template is not None
 
     @property
+    def runs_on_host(self) -> bool:
+        """Whether :meth:`advance_eagerly` runs the algorithm on NumPy arrays (it declares
+        ``runs_on_host``: :class:`~flatvec.protocol.Algorithm`)."""
+        return bool(getattr(self.algorithm, "runs_on_host", False))
+
+    @property
     def can_step_eagerly(self) -> bool:
         """Whether :meth:`advance_eagerly` runs the same operations as :meth:`advance`: not
         under XLA (whose fused kernels round differently) nor a strategy (whose replicas'
@@ -257,30 +266,56 @@ class CompiledLoop:
         calling the objective's compiled functions exactly as the compiled loop does (the
         algorithm's ``step``, the stopping tests and the best-point update are the same
         Python code, executed op by op; scalar logic written on :mod:`flatvec.scalar_ops`
-        runs on host values). Costs more per iteration (on the digits MLP 12.5 ms against
-        4.5 ms) and nothing to set up (tracing and instantiating the compiled iteration:
-        0.55-0.75 s there); :class:`flatvec._run.tiers.TierPlan` picks one. The carry is
-        written once at the end, so an interrupt leaves the last whole iteration's."""
+        runs on host values). An algorithm that declares ``runs_on_host`` runs on NumPy
+        arrays (:func:`flatvec.scalar_ops.on_host`): the carry is copied to the host once (its
+        buffers are then the eager tier's own to write rows into). Costs more per iteration
+        (L-BFGS on the digits MLP f32: 5.3-6.1 ms on the host, 12.5 ms eagerly on tensors,
+        against 4.3 ms compiled) and nothing to set up (tracing and instantiating the
+        compiled iteration: 0.55-0.75 s there); :class:`flatvec._run.tiers.TierPlan` picks
+        one.
+
+        The carry stays with the eager tier between blocks and is written to the variables
+        when anything else needs them (:meth:`carry`, :attr:`variables`, :meth:`report`,
+        :meth:`advance`): a run on the host copies its ``[m, n]`` buffers in and out once,
+        not at every block (32 MB each way on Rosenbrock n = 10^5). A Ctrl-C during the block
+        ends it after the iteration it interrupted (then raises), so the carry is always a
+        whole iteration's; an exception from the objective leaves the last whole
+        iteration's carry (every evaluation of an iteration comes before its row writes)."""
         if not self.can_step_eagerly:
             raise RuntimeError("CompiledLoop.advance_eagerly: not for XLA or strategy loops")
-        carry = self._read()
+        on_host = self.runs_on_host
+        carry = self._eager_carry
+        if carry is None:
+            carry = self._read()
+            if on_host:  # copies: rows are written into them
+                carry = tf.nest.map_structure(np.array, carry)
         rule = self._rule()
         rows = np.full([MAX_ROWS, WIDTH], -1.0)
         # The scalars of the stopping tests and the best point are NumPy scalars here (see
         # flatvec.scalar_ops), which meet inf and NaN as the graph's do, without warnings.
-        with call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"):
+        with (call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"),
+              scalar_ops.on_host(on_host), _interrupts_deferred() as interrupted):
             for i in range(iterations):
                 carry = self._one_step(carry, rule)
+                self._eager_carry = carry
                 row = rows[min(i, MAX_ROWS - 1)]
                 row[:] = _host_report_row(carry, self.objective)
-                if IterationRecord.from_row(row).status != int(Status.RUNNING):
+                if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
+        return Report(tf.constant(rows))
+
+    def sync_variables(self) -> None:
+        """Write the eager tier's carry (see :meth:`advance_eagerly`) to the variables, if it
+        is newer: before anything reads them by another way than this loop's methods (a
+        ``tf.train.Checkpoint`` that tracks them)."""
+        if self._eager_carry is None:
+            return
         with _interrupts_deferred():
-            self._write(carry)
+            self._write(self._eager_carry)
+            self._eager_carry = None
             # The eager carry's tensors may be referenced elsewhere: the next compiled block
             # copies the buffers it writes in place.
             self._carry_shared.assign(True)
-        return Report(tf.constant(rows))
 
     def _offer_graphs(self) -> None:
         if self._shared_key is None or self._x0_spec is None:
@@ -304,6 +339,7 @@ class CompiledLoop:
         where the next :meth:`advance` continues."""
         if self._vars is None:
             raise RuntimeError("CompiledLoop.variables: call start() first")
+        self.sync_variables()
         self._carry_shared.assign(True)  # whoever reads or assigns them may keep the buffers
         return self._vars
 
@@ -320,6 +356,7 @@ class CompiledLoop:
         callback on the sinc fit's Levenberg-Marquardt state (a third of its iteration),
         one call 0.1 ms; tracing that call costs about 20 ms, paid only by runs that read
         often (callbacks, progress, history every iteration)."""
+        self.sync_variables()
         self._host_reads += 1
         self._carry_shared.assign(True)  # the snapshot shares the variables' buffers
         if self._host_reads <= EAGER_READS:
@@ -354,14 +391,14 @@ class CompiledLoop:
         return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
 
     def _one_step(self, carry: Carry, rule: RuleTensors) -> Carry:
-        nonfinite_before = self.nonfinite.read_value()
+        nonfinite_before = self.oracle.fault_counts()
         state = self._step(carry.state, self.oracle)
         nit = carry.nit + 1
         ops = scalar_ops.for_context()  # eagerly (the eager tier): the scalars on the host
         f, best_f = ops.value(state.f), ops.value(carry.best_f)
-        finite = ops.isfinite(f) & ops.value(tf.reduce_all(tf.math.is_finite(state.g)))
+        finite = ops.isfinite(f) & ops.value(vector_ops.all_finite(state.g))
         evaluations = self.objective.nfev + self.objective.nhev
-        new_nonfinite = self.nonfinite.read_value() - nonfinite_before
+        new_nonfinite = self.oracle.fault_counts() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
         status = status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
                                     faults, self._stop_codes)
@@ -371,7 +408,8 @@ class CompiledLoop:
         # the gtol test holds when its value exceeds the best by rounding only (CG on the
         # 50-dimensional quadratic ended a few ulps above its best point, whose gradient
         # failed gtol, and the result said "converged" with that gradient).
-        rounding = ROUNDING_ULPS * np.finfo(state.f.dtype.as_numpy_dtype).eps * ops.maximum(
+        eps = np.finfo(tf.as_dtype(state.f.dtype).as_numpy_dtype).eps
+        rounding = ROUNDING_ULPS * eps * ops.maximum(
             ops.abs(best_f), ops.abs(f))
         converged_here = (ops.value(status) == int(Status.CONVERGED_GTOL)) & (
             f <= best_f + rounding)
@@ -417,16 +455,16 @@ class CompiledLoop:
 
 
 @contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
+def _interrupts_deferred() -> Iterator[list[Any]]:
     """Hold a Ctrl-C that arrives inside the block until it ends (in the main thread), so that
-    the carry's variables are never left half written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    the carry is never left half written; the block sees it in the list it is given."""
     caught: list[Any] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
     previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGINT, previous)
         if caught and callable(previous):

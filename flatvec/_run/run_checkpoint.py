@@ -187,6 +187,7 @@ class RunCheckpoint:
     # ------------------------------------------------------------------ internals
     def _save(self, nit: int) -> None:
         if nit != self._saved_nit:
+            self._loop.sync_variables()  # the eager tier's carry, if newer
             self._manager.save(checkpoint_number=nit)
             self._saved_nit = nit
 

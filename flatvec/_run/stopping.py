@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from flatvec import scalar_ops
+from flatvec import scalar_ops, vector_ops
 from flatvec.status import ALGORITHM_CODE_BASE, Status
 
 __all__ = ["RuleTensors", "StepFaults", "StopRule", "grad_norm", "initial_status",
@@ -24,9 +24,9 @@ class StopRule(NamedTuple):
     ftol_floor: float = 0.0  # the relative-decrease test's least scale (L-BFGS-B: 1)
 
 
-
 def grad_norm(g: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_max(tf.abs(g))
+    """The infinity norm of a gradient (a tensor, or a NumPy array on the host)."""
+    return vector_ops.max_abs(g)
 
 
 class RuleTensors(NamedTuple):
