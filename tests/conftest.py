@@ -91,8 +91,10 @@ def compiled_tier(monkeypatch):
     """Every run compiled, as before tiers, outside tests/test_tiers.py (whose fixture turns
     the eager tier on): which tier a run takes depends on this machine's measured set-up cost
     and on earlier runs in the worker process, and the suite's trace counts, checkpoint and
-    trajectory comparisons must not depend on either."""
+    trajectory comparisons must not depend on either. Python processes the tests start
+    inherit it (FLATVEC_EAGER_TIER=0)."""
     from flatvec._run import tiers
 
     tiers.forget()
     monkeypatch.setattr(tiers, "ENABLED", False)
+    monkeypatch.setenv("FLATVEC_EAGER_TIER", "0")

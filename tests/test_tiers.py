@@ -46,6 +46,7 @@ def eager_calls(monkeypatch):
     graph_reuse.clear()
     tiers.forget()
     monkeypatch.setattr(tiers, "ENABLED", True)  # (conftest turns it off elsewhere)
+    monkeypatch.delenv("FLATVEC_EAGER_TIER", raising=False)
     calls = []
     original = CompiledLoop.advance_eagerly
 
@@ -167,16 +168,16 @@ def test_an_eager_run_that_outlasts_its_prediction_switches_to_the_compiled_loop
     # A rent of 5 ms an iteration against a set-up of 0.1 s: break-even at 20 iterations. A
     # quadratic of the same size ends by itself (eagerly) and predicts the valley run,
     # which starts eagerly, outlasts the prediction and switches once it has paid 0.1 s of
-    # rent.
-    monkeypatch.setattr(tiers, "EAGER_RENT_SECONDS", 0.005)
-    monkeypatch.setattr(tiers, "EAGER_START_SECONDS", 0.0)
+    # rent. (The rent is fixed, not measured.)
+    monkeypatch.setattr(tiers.TierPlan, "_rent", lambda self: 0.005)
+    monkeypatch.setattr(tiers, "HOST_START_SECONDS", 0.0)
     monkeypatch.setattr(tiers, "COMPILE_SECONDS", 0.1)
     short = flatvec.minimize(lambda x: tf.reduce_sum((x - 1.0) ** 2), _x0(50), "lbfgs",
                              max_iter=10)
     assert eager_calls and short.success and short.nit < 10
     switched = flatvec.minimize(lambda x: _valley(x), _x0(50), "lbfgs", max_iter=60)
     assert eager_calls and sum(eager_calls) < switched.nit == 60  # both tiers ran
-    # The quadratic paid 0.005 s a step eagerly; the rest of the 0.1 s, Rosenbrock's eager steps.
+    # The quadratic paid 0.005 s a step eagerly; the rest of the 0.1 s, the valley's eager steps.
     assert sum(eager_calls) >= 20 - short.nit
     monkeypatch.setattr(tiers, "ENABLED", False)
     calls = len(eager_calls)
@@ -191,7 +192,7 @@ def test_a_run_is_predicted_by_the_last_run_of_its_kind(monkeypatch, eager_calls
     # same size and dtype (another function: no compiled loop to share) is predicted to be as
     # short, and runs eagerly; one of another size compiles.
     # (Eager iterations priced low: the prediction, not the machine's speed, decides here.)
-    monkeypatch.setattr(tiers, "EAGER_RENT_SECONDS", 0.001)
+    monkeypatch.setattr(tiers.TierPlan, "_rent", lambda self: 0.001)
     scales = tf.constant(np.linspace(1.0, 10.0, 10), tf.float64)
     first = flatvec.minimize(lambda x: tf.reduce_sum(scales * (x - 1.0) ** 2), _x0(), "lbfgs")
     assert not eager_calls and first.nit < 20
@@ -208,7 +209,7 @@ def test_a_kind_compiles_once_its_runs_have_paid_the_set_up_in_rent(monkeypatch,
     # eagerly; the third would bring the kind's rent past the set-up, and compiles. (The
     # rent is fixed: the measured one of an iteration on the host is some 1 ms here.)
     monkeypatch.setattr(tiers.TierPlan, "_rent", lambda self: 0.005)
-    monkeypatch.setattr(tiers, "EAGER_START_SECONDS", 0.0)
+    monkeypatch.setattr(tiers, "HOST_START_SECONDS", 0.0)
     monkeypatch.setattr(tiers, "COMPILE_SECONDS", 0.1)
     counts = []
     for shift in (0.0, 0.1, 0.2):

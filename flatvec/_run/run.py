@@ -109,6 +109,7 @@ def run_loop(problem, algorithm, loop, rule, reporter, initial_state, steps_per_
             keeper.after_block(records[-1].nit)  # before callbacks: they see it saved
             status, reason = decode_status(records[-1].status, reasons)
             stop = _report(reporter, records, last, before, elapsed, point)
+            loop.raise_held_interrupt()  # a Ctrl-C during an eager block, once it is recorded
             last = records[-1]
             if stop and status is Status.RUNNING:
                 status = Status.STOPPED_BY_CALLBACK

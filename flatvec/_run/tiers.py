@@ -5,16 +5,27 @@ step with the stopping tests, then instantiating the graph. Measured on this pro
 machine (TF 2.21, L-BFGS with More-Thuente, first call in a process): 0.55 s on Rosenbrock
 n = 2 and on the digits MLP alike (trace 0.27 s, first call 0.27 s; 0.23 s even with Grappler
 off). The same iteration run eagerly (:meth:`~flatvec._run.loop.CompiledLoop.advance_eagerly`)
-has nothing to set up and costs more per iteration: each TensorFlow op is dispatched from
-Python (7-17 us), so the eager tier keeps scalar and small-array logic (the line search's
-trials, L-BFGS's compact form, the stopping tests) on host values (:mod:`flatvec.scalar_ops`,
-the same bits) and calls vector kernels directly (:mod:`flatvec.vector_ops`). An L-BFGS
-iteration then costs, eagerly against compiled (the evaluations in both): digits MLP f32
-12.5 against 4.5 ms, f64 23 against 9 ms, PINN 8 against 1.6 ms, Rosenbrock n = 10^5 26
-against 6.7 ms. The difference is the eager tier's *rent*: 6-19 ms an iteration, 12 ms by
-default (their mean) until this process has measured its own. The first eager iteration of a
-kind costs some 0.06-0.15 s more (kernels for new shapes), while the compiled loop's first
-call costs 0.55-0.75 s more than its later ones. Break-even: some 35 iterations.
+has nothing to set up and costs more per iteration. Two kinds:
+
+- **on the host**, for algorithms that declare ``runs_on_host`` (L-BFGS with Moré–Thuente):
+  the iterate, gradient and buffers are NumPy arrays, the objective's compiled functions are
+  called on them, and no TensorFlow op is dispatched between two evaluations
+  (:func:`flatvec.scalar_ops.on_host`). An iteration costs, against compiled (the
+  evaluations in both; second runs in a process, marginal over 40 iterations): digits MLP
+  f32 5.0-6.0 against 4.2-4.4 ms, f64 9.6-10.8 against 8.5-9.0 ms, PINN 2.0-2.8 against
+  1.0-1.6 ms, Rosenbrock n = 10^5 7-8 against 5.2-5.9 ms. Its *rent* (what an eager
+  iteration costs more than a compiled one): 1-2.5 ms, 2 ms by default; its first
+  iteration in a process some 0.03 s more (the start below). Break-even: some 260
+  iterations.
+- **on tensors**, for any other algorithm: each TensorFlow op is dispatched from Python
+  (7-17 us); scalar and small-array logic written on :mod:`flatvec.scalar_ops` runs on host
+  values (the same bits) and vector kernels are called directly (:mod:`flatvec.vector_ops`).
+  Measured for L-BFGS before it ran on the host: digits MLP f32 12.5 against 4.5 ms, f64 23
+  against 9 ms, PINN 8 against 1.6 ms, Rosenbrock n = 10^5 26 against 6.7 ms: a rent of
+  6-19 ms, 12 ms by default; its first iteration of a kind some 0.06-0.15 s more (kernels for
+  new shapes). Break-even: some 35 iterations.
+
+The compiled loop's first call costs 0.55-0.75 s more than its later ones.
 
 The rule (:class:`TierPlan`), per run of a loop not compiled yet:
 
@@ -49,7 +60,7 @@ from collections.abc import Hashable
 from typing import Any
 
 __all__ = ["COMPILE_SECONDS", "EAGER_RENT_SECONDS", "EAGER_START_SECONDS", "ENABLED",
-           "TierPlan", "forget"]
+           "HOST_RENT_SECONDS", "HOST_START_SECONDS", "TierPlan", "forget"]
 
 # False: every run is compiled from its first iteration (as before tiering); so does the
 # environment variable FLATVEC_EAGER_TIER=0.
@@ -58,8 +69,10 @@ ENABLED = True
 # Measured defaults (see the module docstring): the compiled loop's set-up, and what an eager
 # iteration costs more than a compiled one (the evaluations, which both tiers pay, excluded).
 COMPILE_SECONDS = 0.55
-EAGER_RENT_SECONDS = 0.012
+EAGER_RENT_SECONDS = 0.012  # on tensors
 EAGER_START_SECONDS = 0.15  # the first eager iteration of a kind: kernels for new shapes
+HOST_RENT_SECONDS = 0.002  # on the host (algorithms that declare runs_on_host)
+HOST_START_SECONDS = 0.03  # the first iteration on the host of a kind
 _MAX_KEYS = 64
 
 _lengths: OrderedDict[Hashable, int] = OrderedDict()  # key -> iterations of its last run
@@ -100,6 +113,8 @@ class TierPlan:
             key = None
         self._loop, self._key, self._start_nit = loop, key, nit
         self._owner = type(loop.algorithm).__name__
+        host = loop.runs_on_host
+        self._default_rent = HOST_RENT_SECONDS if host else EAGER_RENT_SECONDS
         self._spent = 0.0  # seconds of eager blocks so far
         self._iterations = 0  # eager iterations so far
         self._compiled_spent = 0.0  # seconds of compiled blocks after the set-up
@@ -112,7 +127,7 @@ class TierPlan:
         if max_eval:
             bound = min(bound, max_eval)  # every iteration evaluates at least once
         expected = min(bound, _lengths.get(key, bound)) if key is not None else bound
-        start = EAGER_START_SECONDS if key not in _rent_paid else 0.0
+        start = 0.0 if key in _rent_paid else HOST_START_SECONDS if host else EAGER_START_SECONDS
         self.eager = self._paid() + start + expected * self._rent() <= self._compile_cost()
 
     def _paid(self) -> float:
@@ -129,7 +144,7 @@ class TierPlan:
         compiled = _compiled_seconds.get(self._key)
         if eager is not None and compiled is not None:
             return max(eager - compiled, 0.0)
-        return EAGER_RENT_SECONDS if eager is None else min(eager, EAGER_RENT_SECONDS)
+        return self._default_rent if eager is None else min(eager, self._default_rent)
 
     def advance(self) -> list[Any]:
         """Run the loop's next block in the plan's tier; the records of its iterations

@@ -1,0 +1,186 @@
+"""The eager tier on the host: an algorithm that declares ``runs_on_host`` (L-BFGS with
+Moré–Thuente) runs its eager iterations on NumPy arrays, TensorFlow only inside the objective.
+The truth is the compiled run of the same problem (the same iterates to rounding, the same
+counts and statuses) and TensorFlow's own kernels for the host's products."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import scipy.linalg
+import tensorflow as tf
+from flatvec.algorithms.cg import ConjugateGradient
+from flatvec.algorithms.lbfgs import LBFGS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import flatvec
+from flatvec import buffers, scalar_ops, vector_ops
+from flatvec._run import tiers
+from flatvec._run.loop import CompiledLoop
+from flatvec._tf import graph_reuse
+
+
+@pytest.fixture
+def carries(monkeypatch):
+    """The type of ``x`` in each eager step of the test (tiers on, nothing shared)."""
+    graph_reuse.clear()
+    tiers.forget()
+    monkeypatch.setattr(tiers, "ENABLED", True)  # (conftest turns it off elsewhere)
+    monkeypatch.delenv("FLATVEC_EAGER_TIER", raising=False)
+    seen = []
+    original = CompiledLoop._one_step
+
+    def recorded(self, carry, rule):
+        if tf.executing_eagerly():
+            seen.append(type(carry.state.x))
+        return original(self, carry, rule)
+
+    monkeypatch.setattr(CompiledLoop, "_one_step", recorded)
+    return seen
+
+
+def _compiled(monkeypatch, run):
+    monkeypatch.setattr(tiers, "ENABLED", False)
+    try:
+        return run()
+    finally:
+        monkeypatch.setattr(tiers, "ENABLED", True)
+
+
+def _assert_same_run(host, compiled, rtol, loss_floor=0.0):
+    """The same run to ``rtol``; losses below ``loss_floor`` times the first differ by
+    rounding of the sums that make them (float32: 1e-9 of the start's 187 is 2e-7)."""
+    np.testing.assert_allclose(host.x, compiled.x, rtol=rtol, atol=rtol * 1e-3)
+    losses = compiled.history["loss"]
+    np.testing.assert_allclose(host.history["loss"], losses, rtol=rtol,
+                               atol=loss_floor * abs(losses[0]))
+    assert (host.nit, host.nfev, host.njev, host.nhev, host.nonfinite_evals) == (
+        compiled.nit, compiled.nfev, compiled.njev, compiled.nhev, compiled.nonfinite_evals)
+    assert (host.status, host.success) == (compiled.status, compiled.success)
+
+
+def test_lbfgs_declares_it_and_other_methods_do_not():
+    assert LBFGS().runs_on_host
+    assert not LBFGS(line_search="strong_wolfe").runs_on_host
+    assert not ConjugateGradient().runs_on_host
+
+
+@pytest.mark.parametrize("dtype, rtol, loss_floor", [(tf.float64, 1e-9, 0.0),
+                                                     (tf.float32, 2e-4, 1e-9)])
+def test_a_short_lbfgs_run_on_the_host_is_the_compiled_run(monkeypatch, carries, dtype, rtol,
+                                                           loss_floor):
+    scales = tf.constant(np.linspace(1.0, 30.0, 12), dtype)
+
+    def run():
+        fun = lambda x: tf.reduce_sum(scales * (x - 1.0) ** 2 + 0.1 * (x - 1.0) ** 4)  # noqa: E731
+        return flatvec.minimize(fun, tf.zeros([12], dtype), "lbfgs", max_iter=15, gtol=0.0,
+                                ftol=0.0)
+
+    host = run()
+    assert carries and all(t is np.ndarray for t in carries)
+    _assert_same_run(host, _compiled(monkeypatch, run), rtol, loss_floor)
+    assert host.x.dtype == dtype.as_numpy_dtype
+
+
+def test_non_finite_trials_are_counted_on_the_host(monkeypatch, carries):
+    # A barrier at x = 1: the first trial steps land past it (NaN) and the search steps back.
+    def run():
+        fun = lambda x: tf.reduce_sum(x**2 - 4.0 * x - tf.math.log(1.0 - x))  # noqa: E731
+        return flatvec.minimize(fun, tf.fill([6], tf.constant(-3.0, tf.float64)), "lbfgs",
+                                max_iter=20)
+
+    host = run()
+    assert carries and host.nonfinite_evals > 0 and host.success
+    _assert_same_run(host, _compiled(monkeypatch, run), 1e-9)
+
+
+def test_a_ctrl_c_ends_the_eager_block_after_a_whole_iteration(monkeypatch, carries):
+    # The signal arrives during the 6th evaluation (from inside the objective, so the test
+    # does not depend on timing); the run ends after the iteration it interrupted, with the
+    # model's variables at the best point of the iterations it completed.
+    v = tf.Variable(tf.fill([8], tf.constant(-1.0, tf.float64)))
+    calls = []
+
+    def signal_at_sixth(x):
+        calls.append(1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return x
+
+    def loss():
+        tapped = tf.py_function(signal_at_sixth, [v], tf.float64)
+        return tf.reduce_sum((v - 2.0) ** 2 * tf.range(1.0, 9.0, dtype=tf.float64)) + 0.0 * (
+            tf.reduce_sum(tapped))
+
+    res = flatvec.minimize(loss, [v], "lbfgs", max_iter=15, gtol=0.0, ftol=0.0)
+    assert carries and res.reason == flatvec.Status.INTERRUPTED
+    assert 1 <= res.nit < 15 and len(calls) == res.nfev
+    assert res.history["nfev"][-2] < 6 <= res.history["nfev"][-1]  # the interrupted iteration
+    np.testing.assert_array_equal(v.numpy(), res.x)
+    w = tf.Variable(tf.fill([8], tf.constant(-1.0, tf.float64)))
+    straight = _compiled(monkeypatch, lambda: flatvec.minimize(
+        lambda: tf.reduce_sum((w - 2.0) ** 2 * tf.range(1.0, 9.0, dtype=tf.float64)), [w],
+        "lbfgs", max_iter=res.nit, gtol=0.0, ftol=0.0))
+    np.testing.assert_allclose(res.x, straight.x, rtol=1e-12)
+    assert res.nfev == straight.nfev
+
+
+def test_the_numpy_kind_is_used_inside_on_host_only():
+    assert scalar_ops.for_context() is scalar_ops.HOST
+    with scalar_ops.on_host():
+        assert scalar_ops.for_context() is scalar_ops.NUMPY
+        assert tf.function(lambda: tf.constant(
+            scalar_ops.for_context() is scalar_ops.TRACED))()
+        with scalar_ops.on_host(False):
+            assert scalar_ops.for_context() is scalar_ops.HOST
+    assert scalar_ops.for_context() is scalar_ops.HOST
+
+
+@settings(max_examples=25)
+@given(m=st.integers(1, 6), n=st.integers(1, 300), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_products_on_numpy_arrays_are_tensorflows_to_rounding(m, n, seed, dtype):
+    rng = np.random.default_rng(seed)
+    rows, v, c = (rng.standard_normal(shape).astype(dtype) for shape in ((m, n), (n,), (m,)))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    atol = rtol * np.sqrt(n) * 10
+
+    def close(host, traced):
+        assert isinstance(host, np.ndarray | np.generic) and host.dtype == dtype
+        np.testing.assert_allclose(host, traced.numpy(), rtol=rtol, atol=atol)
+
+    close(vector_ops.dot(v, v), vector_ops.dot(tf.constant(v), tf.constant(v)))
+    close(vector_ops.combine_rows(c, rows),
+          vector_ops.combine_rows(tf.constant(c), tf.constant(rows)))
+    close(vector_ops.matvec(rows, v), vector_ops.matvec(tf.constant(rows), tf.constant(v)))
+    close(vector_ops.max_abs(v), vector_ops.max_abs(tf.constant(v)))
+    v[rng.integers(n)] = np.nan
+    assert vector_ops.all_finite(v) == vector_ops.all_finite(tf.constant(v)).numpy() == False  # noqa: E712
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_the_numpy_kinds_triangular_solve_is_tensorflows(rng, adjoint):
+    r = np.triu(rng.standard_normal((5, 5))) + 4.0 * np.eye(5)
+    b = rng.standard_normal((5, 1))
+    got = scalar_ops.NUMPY.triangular_solve(r, b, lower=False, adjoint=adjoint)
+    want = tf.linalg.triangular_solve(r, b, lower=False, adjoint=adjoint).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_allclose((r.T if adjoint else r) @ got, b, rtol=1e-12)
+    assert scipy.linalg.norm(got) > 0
+
+
+def test_rows_are_written_into_numpy_buffers_where_kept():
+    s, y = np.zeros((3, 4)), np.ones((3, 4))
+    out = buffers.write_rows((s, y), np.int32(1), (np.full(4, 2.0), np.full(4, 3.0)),
+                             keep=np.bool_(True))
+    assert out[0] is s and out[1] is y
+    np.testing.assert_array_equal(s[1], 2.0)
+    np.testing.assert_array_equal(y[1], 3.0)
+    buffers.write_rows((s, y), np.int32(2), (np.full(4, 5.0), np.full(4, 5.0)),
+                       keep=np.bool_(False))
+    np.testing.assert_array_equal(s[2], 0.0)
+    np.testing.assert_array_equal(y[2], 1.0)
