@@ -191,15 +191,15 @@ class LBFGSDirection(Direction):
         self.memory = memory
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> LBFGSMemory:
+        ops = scalar_ops.for_context()  # (on the host: NumPy arrays)
         n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known
         m = self.memory if self.memory is not None else auto_memory(x.shape[0])
-        zeros = tf.zeros([m, n], x.dtype)
         return LBFGSMemory(
-            s=zeros, y=zeros,
-            sy=tf.zeros([m, m], x.dtype), yy=tf.zeros([m, m], x.dtype),
-            sg=tf.zeros([m], x.dtype), yg=tf.zeros([m], x.dtype),
-            head=tf.zeros([], tf.int32),
-            count=tf.zeros([], tf.int32),
+            s=ops.zeros([m, n], x.dtype), y=ops.zeros([m, n], x.dtype),
+            sy=ops.zeros([m, m], x.dtype), yy=ops.zeros([m, m], x.dtype),
+            sg=ops.zeros([m], x.dtype), yg=ops.zeros([m], x.dtype),
+            head=ops.zeros([], tf.int32),
+            count=ops.zeros([], tf.int32),
             gamma=unit_step_scale(g),
         )
 

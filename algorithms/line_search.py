@@ -138,10 +138,11 @@ def finite_trial(f: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
 
 def unit_step_scale(g: tf.Tensor) -> tf.Tensor:
     """``1 / ||g||_2`` (1 for a zero or non-finite norm): a step of length 1 along ``-g``."""
-    norm = tf.norm(g)
-    ok = (norm > 0) & tf.math.is_finite(norm)
-    one = tf.ones_like(norm)
-    return tf.where(ok, one / tf.where(ok, norm, one), one)
+    ops = scalar_ops.for_context()
+    norm = ops.value(vector_ops.norm(g))
+    ok = (norm > 0) & ops.isfinite(norm)
+    one = ops.ones_like(norm)
+    return ops.tensor(ops.where(ok, one / ops.where(ok, norm, one), one), g.dtype)
 
 
 def machine_eps(dtype: tf.DType) -> float:

@@ -165,9 +165,10 @@ class LineSearchMethod(Algorithm):
                                 for part in (direction, line_search))
 
     def init(self, x: tf.Tensor, oracle: Oracle) -> LineSearchState:
+        ops = scalar_ops.for_context()  # (on the host: NumPy fields)
         f, g = oracle(x)
-        return LineSearchState(x, f, g, tf.zeros([], x.dtype), tf.constant(False),
-                               tf.zeros([], tf.int32), self.direction.init(x, f, g))
+        return LineSearchState(x, f, g, ops.zeros([], x.dtype), ops.zeros([], tf.bool),
+                               ops.zeros([], tf.int32), self.direction.init(x, f, g))
 
     def step(self, state: LineSearchState, oracle: Oracle) -> LineSearchState:
         x, f, g = state.x, state.f, state.g

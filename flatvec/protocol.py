@@ -53,7 +53,7 @@ that can also run inside ``model.fit`` through ``flatvec.keras.VectorOptimizer``
 from __future__ import annotations
 
 import inspect
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from typing import Any, ClassVar, NamedTuple
 
 import tensorflow as tf
@@ -251,10 +251,26 @@ def available_algorithms() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _load_own_entry_points() -> None:
+    """flatvec's own entries of the group (its built-ins), from its own metadata: 0.1 ms,
+    where the scan of every installed distribution costs 10-25 ms of a first call. Built-in
+    names then resolve to the built-ins whatever else is installed."""
+    try:
+        own = distribution("flatvec").entry_points
+    except PackageNotFoundError:  # run from a source tree: the full scan finds them
+        return
+    for ep in own:
+        if ep.group == ENTRY_POINT_GROUP:
+            _REGISTRY.setdefault(ep.name.lower(), ep)
+
+
 def lookup_algorithm(name: str) -> type[Algorithm]:
     """The class registered under ``name`` (ValueError listing the known names if none)."""
-    _load_entry_points()
     key = name.lower()
+    if key not in _REGISTRY:
+        _load_own_entry_points()
+    if key not in _REGISTRY:
+        _load_entry_points()
     if key not in _REGISTRY:
         raise ValueError(
             f"algo: unknown algorithm {name!r}; known: {', '.join(available_algorithms())} "

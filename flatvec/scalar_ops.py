@@ -57,10 +57,11 @@ class ScalarOps(NamedTuple):
     equal: Callable[[Any, Any], Any]
     any: Callable[[list[Any]], Any]  # any of a list of scalar conditions
     branch: Callable[[Any, Callable[[], Any], Callable[[], Any]], Any]  # run one of two
-    value: Callable[[Any], Any]  # a tensor or variable (scalar or small) in this kind
+    value: Callable[[Any], Any]  # a tensor or Python value (scalar or small) in this kind
     constant: Callable[[Any, Any], Any]  # (value, dtype) in this kind
     cast: Callable[[Any, Any], Any]  # (value of this kind, dtype)
-    tensor: Callable[[Any, Any], Any]  # (value of this kind, dtype) as a tensor
+    tensor: Callable[[Any, Any], Any]  # (value of this kind, dtype) as a state field
+    zeros: Callable[[Any, Any], Any]  # (shape, dtype): a state field of zeros
     # Small arrays (elementwise where the shapes broadcast).
     select: Callable[[Any, Any, Any], Any]  # elementwise where
     expand_dims: Callable[[Any, int], Any]
@@ -80,8 +81,8 @@ class ScalarOps(NamedTuple):
 TRACED = ScalarOps(
     where=tf.where, abs=tf.abs, maximum=tf.maximum, minimum=tf.minimum, sqrt=tf.sqrt,
     sign=tf.sign, ones_like=tf.ones_like, clip=tf.clip_by_value, isfinite=tf.math.is_finite,
-    equal=tf.equal, any=tf.reduce_any, branch=tf.cond, value=lambda t: t,
-    constant=tf.constant, cast=tf.cast, tensor=lambda t, dtype: t,
+    equal=tf.equal, any=tf.reduce_any, branch=tf.cond, value=tf.convert_to_tensor,
+    constant=tf.constant, cast=tf.cast, tensor=lambda t, dtype: t, zeros=tf.zeros,
     select=tf.where, expand_dims=tf.expand_dims, squeeze=tf.squeeze, gather=tf.gather,
     range=tf.range, floormod=tf.math.floormod,
     one_hot_mask=lambda index, m: tf.one_hot(index, m, on_value=True, off_value=False),
@@ -117,6 +118,7 @@ HOST = ScalarOps(
     isfinite=np.isfinite, equal=np.equal, any=lambda conditions: np.bool_(any(conditions)),
     branch=lambda c, if_true, if_false: if_true() if c else if_false(),
     value=_host_value, constant=_host_constant, cast=_host_constant, tensor=tf.constant,
+    zeros=tf.zeros,
     select=np.where, expand_dims=np.expand_dims, squeeze=np.squeeze, gather=_host_gather,
     range=np.arange, floormod=np.mod, one_hot_mask=lambda index, m: np.arange(m) == index,
     upper=np.triu, diag=np.diag, diag_part=np.diagonal, zeros_like=np.zeros_like,
@@ -126,14 +128,21 @@ HOST = ScalarOps(
 
 def _numpy_triangular_solve(matrix: Any, rhs: Any, lower: bool = True,
                             adjoint: bool = False) -> Any:
-    """``tf.linalg.triangular_solve``'s meaning, by LAPACK's solver (real matrices)."""
-    return scipy.linalg.solve_triangular(matrix, rhs, lower=lower, trans=1 if adjoint else 0,
-                                         check_finite=False)
+    """``tf.linalg.triangular_solve``'s meaning (real matrices), by LAPACK's ``trtrs``
+    directly: ``scipy.linalg.solve_triangular``'s checks and dispatch cost 40 us a call. A
+    zero on the diagonal gives NaN (LAPACK refuses; TensorFlow's kernel divides by it)."""
+    (trtrs,) = scipy.linalg.get_lapack_funcs(("trtrs",), (matrix, rhs))
+    solution, info = trtrs(matrix, rhs, lower=int(lower), trans=int(adjoint))
+    return solution if info == 0 else np.full_like(solution, np.nan)
 
 
 # Everything on the host (see the module docstring): HOST, with values of the state (``tensor``)
 # kept as NumPy and the small products NumPy's and LAPACK's.
-NUMPY = HOST._replace(tensor=_host_constant, matvec=np.matmul,
+def _numpy_zeros(shape: Any, dtype: Any) -> Any:
+    return np.zeros(shape, tf.as_dtype(dtype).as_numpy_dtype)[()]
+
+
+NUMPY = HOST._replace(tensor=_host_constant, zeros=_numpy_zeros, matvec=np.matmul,
                       triangular_solve=_numpy_triangular_solve)
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["all_finite", "combine_rows", "dot", "max_abs", "matvec", "traced_for_xla",
+__all__ = ["all_finite", "combine_rows", "dot", "max_abs", "matvec", "norm", "traced_for_xla",
            "xla_scope"]
 
 _scope = threading.local()  # per thread: tracing is per thread
@@ -81,6 +81,18 @@ def matvec(rows: tf.Tensor, vector: tf.Tensor) -> tf.Tensor:
     if isinstance(rows, np.ndarray):
         return rows @ vector
     return tf.linalg.matvec(rows, vector)
+
+
+def norm(a: tf.Tensor) -> tf.Tensor:
+    """The Euclidean norm: TensorFlow's kernel on NumPy arrays too (a NumPy scalar back).
+
+    Why not NumPy's: the start of a run that declares ``runs_on_host`` is evaluated on the
+    host whichever tier then runs it, and its first step is scaled by this norm (see
+    :func:`flatvec.algorithms.line_search.unit_step_scale`); with TensorFlow's sum a compiled
+    run is the one it was before the host tier, bit for bit."""
+    if isinstance(a, np.ndarray):
+        return tf.norm(a).numpy()
+    return tf.norm(a)
 
 
 def max_abs(a: tf.Tensor) -> tf.Tensor:

@@ -174,7 +174,10 @@ class CompiledLoop:
         x0 = tf.convert_to_tensor(x0)
         self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
         with call_options.lean_calls(self._calls_objective):
-            if self._eager_start:
+            if self._eager_start and self.runs_on_host:  # on NumPy arrays (advance_eagerly)
+                with scalar_ops.on_host(), np.errstate(all="ignore"):
+                    carry = self._start_graph(x0.numpy())
+            elif self._eager_start:
                 carry = self._start_graph(x0)
             elif self._template is not None and self._template.has_start:
                 carry = self._template.start(x0, self._objective_captures, self._own_handles())
@@ -299,7 +302,7 @@ class CompiledLoop:
         # The scalars of the stopping tests and the best point are NumPy scalars here (see
         # flatvec.scalar_ops), which meet inf and NaN as the graph's do, without warnings.
         with (call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"),
-              scalar_ops.on_host(on_host), _one_blas_thread(on_host),
+              scalar_ops.on_host(on_host), _one_blas_thread(carry),
               _interrupts_deferred(self._held_interrupts) as interrupted):
             for i in range(iterations):
                 carry = self._one_step(carry, rule)
@@ -402,7 +405,7 @@ class CompiledLoop:
             state = start_state(self._init, x0, self.oracle, self._init_takes_oracle)
         f, g = state.f, state.g
         status = initial_status(f, g, self._rule())
-        return Carry(state, x0, f, g, tf.zeros([], tf.int64), status)
+        return Carry(state, x0, f, g, scalar_ops.for_context().zeros([], tf.int64), status)
 
     def _one_step(self, carry: Carry, rule: RuleTensors) -> Carry:
         nonfinite_before = self.oracle.fault_counts()
@@ -416,7 +419,7 @@ class CompiledLoop:
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
         status = status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
                                     faults, self._stop_codes)
-        accepted = ops.value(tf.convert_to_tensor(getattr(state, "accepted", True)))
+        accepted = ops.value(getattr(state, "accepted", True))
         # <=: a later point of equal value (a step that changed f by less than its rounding)
         # is kept, so the result's gradient is the one the gtol test saw; so is the point where
         # the gtol test holds when its value exceeds the best by rounding only (CG on the
@@ -468,15 +471,27 @@ class CompiledLoop:
         return Report(rows)
 
 
-def _one_blas_thread(active: bool) -> contextlib.AbstractContextManager[Any]:
-    """NumPy's BLAS on one thread in this block (if ``active``): the objective's kernels run on
-    TensorFlow's threads between two products, and OpenBLAS's threads, which spin for a
-    while after each product, took their cores. Measured (L-BFGS on the host, digits MLP
-    f64, 40 iterations, first call): 0.95 s with OpenBLAS's threads, 0.73 s with one; an
-    iteration 13.5-14.5 against 10-12 ms. Float32 and the PINN: unchanged."""
-    if not active:
+_blas: list[threadpoolctl.ThreadpoolController] = []  # found once: a scan costs 5-14 ms
+# Carries whose largest array has fewer entries run with BLAS's own threads (see below).
+ONE_BLAS_THREAD_FROM = 100_000
+
+
+def _one_blas_thread(carry: Any) -> contextlib.AbstractContextManager[Any]:
+    """NumPy's BLAS on one thread in this block, for a carry on the host (NumPy arrays) with
+    an array of :data:`ONE_BLAS_THREAD_FROM` entries or more. Why: the objective's kernels
+    run on TensorFlow's threads between two products, and OpenBLAS's threads, which spin for
+    a while after each product, took their cores. Measured (L-BFGS on the host, 40
+    iterations, first call): digits MLP f64 (buffers of 480 000 entries) 0.95 s with
+    OpenBLAS's threads, 0.73 s with one, an iteration 13.5-14.5 against 10-12 ms; the MLP in
+    float32 and the PINN (24 000 entries) unchanged. Finding the libraries to limit scans
+    every library the process loaded (TensorFlow's: some 250) once, 5-14 ms, which only
+    large carries recover."""
+    sizes = [getattr(a, "size", 0) for a in tf.nest.flatten(carry) if isinstance(a, np.ndarray)]
+    if max(sizes, default=0) < ONE_BLAS_THREAD_FROM:
         return contextlib.nullcontext()
-    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+    if not _blas:  # the libraries loaded in the process, scanned once (TensorFlow's: ~250)
+        _blas.append(threadpoolctl.ThreadpoolController())
+    return _blas[0].limit(limits=1, user_api="blas")
 
 
 @contextlib.contextmanager

@@ -62,9 +62,9 @@ def status_after_step(
     after a non-finite curvature product, which no method recovers from."""
     ops = scalar_ops.for_context()  # eagerly (the eager tier): on host scalars
     f, f_prev = ops.value(state.f), ops.value(f_prev)
-    failed = ops.value(tf.convert_to_tensor(getattr(state, "failed", False)))
-    accepted = ops.value(tf.convert_to_tensor(getattr(state, "accepted", True)))
-    reason = ops.value(tf.convert_to_tensor(getattr(state, "stop_reason", 0), tf.int32))
+    failed = ops.value(getattr(state, "failed", False))
+    accepted = ops.value(getattr(state, "accepted", True))
+    reason = ops.value(getattr(state, "stop_reason", 0))
     dtype = state.f.dtype
     # L-BFGS-B's test, relative to f itself (its floor of 1 with ftol_floor = 1: it stops a
     # loss of 1e-5 that still falls by 1e-9 an iteration); a rise in f (non-monotone rules)
@@ -103,8 +103,13 @@ def status_after_step(
 
 def initial_status(f: tf.Tensor, g: tf.Tensor, rule: RuleTensors) -> tf.Tensor:
     """Status at the start point (non-finite, already converged, or max_iter=0)."""
-    finite = tf.math.is_finite(f) & tf.reduce_all(tf.math.is_finite(g))
-    status = tf.where(rule.max_iter == 0, int(Status.MAX_ITER), int(Status.RUNNING))
-    status = tf.where(grad_norm(g) <= tf.cast(rule.gtol, g.dtype), int(Status.CONVERGED_GTOL),
-                      status)
-    return tf.where(finite, status, int(Status.NON_FINITE))
+    ops = scalar_ops.for_context()
+
+    def code(status: Status) -> Any:
+        return ops.constant(int(status), tf.int32)
+
+    finite = ops.isfinite(ops.value(f)) & ops.value(vector_ops.all_finite(g))
+    status = ops.where(ops.value(rule.max_iter) == 0, code(Status.MAX_ITER), code(Status.RUNNING))
+    converged = ops.value(grad_norm(g)) <= ops.cast(ops.value(rule.gtol), g.dtype)
+    status = ops.where(converged, code(Status.CONVERGED_GTOL), status)
+    return ops.tensor(ops.where(finite, status, code(Status.NON_FINITE)), tf.int32)
