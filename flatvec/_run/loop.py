@@ -426,8 +426,7 @@ class CompiledLoop:
         # 50-dimensional quadratic ended a few ulps above its best point, whose gradient
         # failed gtol, and the result said "converged" with that gradient).
         eps = np.finfo(tf.as_dtype(state.f.dtype).as_numpy_dtype).eps
-        rounding = ROUNDING_ULPS * eps * ops.maximum(
-            ops.abs(best_f), ops.abs(f))
+        rounding = ROUNDING_ULPS * eps * ops.maximum(ops.abs(best_f), ops.abs(f))
         converged_here = (ops.value(status) == int(Status.CONVERGED_GTOL)) & (
             f <= best_f + rounding)
         better = finite & accepted & ((f <= best_f) | converged_here)
