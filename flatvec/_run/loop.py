@@ -131,6 +131,7 @@ class CompiledLoop:
         self._vars: Carry | None = None
         self._eager_carry: Carry | None = None  # newer than the variables (advance_eagerly)
         self._held_interrupts: list[Any] = []  # a Ctrl-C that ended an eager block
+        self._counts_read: tuple[Any, ...] = ()  # nfev, njev, nhev after the last eager step
         self._advance_concrete: Any = None
         self._shared_key: Any = None
         self._objective_captures: tuple[tf.Tensor, ...] = ()
@@ -173,8 +174,9 @@ class CompiledLoop:
         self._held_interrupts.clear()
         x0 = tf.convert_to_tensor(x0)
         self._x0_spec = tf.TensorSpec(x0.shape, x0.dtype)
+        host = self._eager_start and self.runs_on_host
         with call_options.lean_calls(self._calls_objective):
-            if self._eager_start and self.runs_on_host:  # on NumPy arrays (advance_eagerly)
+            if host:  # on NumPy arrays (advance_eagerly)
                 with scalar_ops.on_host(), np.errstate(all="ignore"):
                     carry = self._start_graph(x0.numpy())
             elif self._eager_start:
@@ -190,9 +192,15 @@ class CompiledLoop:
                 raise ValueError(
                     "initial_state: does not match this algorithm's state structure"
                 ) from err
-            state = tf.nest.map_structure(tf.convert_to_tensor, state)
+            # (On the host: copies, which the eager tier writes rows into.)
+            state = tf.nest.map_structure(np.array if host else tf.convert_to_tensor, state)
             carry = carry._replace(state=state)
-        if self._vars is None:
+        if self._eager_start and self.can_step_eagerly:
+            # Handed to the eager tier; the variables are written (made, the first time) when
+            # anything needs them (sync_variables). A run that stays eager never does: making
+            # an L-BFGS carry's 21 variables costs some 20 ms of a first call.
+            self._eager_carry = carry
+        elif self._vars is None:
             self._vars = tf.nest.map_structure(
                 lambda t: tf.Variable(t, trainable=False, shape=t.shape), carry)
         else:
@@ -280,15 +288,17 @@ class CompiledLoop:
         compiled iteration: 0.55-0.75 s there); :class:`flatvec._run.tiers.TierPlan` picks
         one.
 
-        The carry stays with the eager tier between blocks and is written to the variables
-        when anything else needs them (:meth:`carry`, :attr:`variables`, :meth:`report`,
-        :meth:`advance`): a run on the host copies its ``[m, n]`` buffers in and out once,
-        not at every block (32 MB each way on Rosenbrock n = 10^5). A Ctrl-C during the block
-        ends it after the iteration it interrupted (then raises), so the carry is always a
-        whole iteration's, and the report of the block's iterations comes back: the interrupt
-        is raised by :meth:`raise_held_interrupt`, once the caller has recorded them. An
-        exception from the objective leaves the last whole iteration's carry (every evaluation
-        of an iteration comes before its row writes)."""
+        The carry stays with the eager tier between blocks (from the start on, where the start
+        was evaluated eagerly) and is written to the variables when anything needs them
+        (:attr:`variables`, :meth:`advance`, :meth:`sync_variables`; :meth:`carry` and
+        :meth:`report` read it as it is): a run on the host copies its ``[m, n]`` buffers in
+        and out at most once, not at every block (32 MB each way on Rosenbrock n = 10^5).
+
+        A Ctrl-C during the block ends it after the iteration it interrupted, so the carry is
+        always a whole iteration's, and the report of the block's iterations comes back: the
+        interrupt is raised by :meth:`raise_held_interrupt`, once the caller has recorded
+        them. An exception from the objective leaves the last whole iteration's carry (every
+        evaluation of an iteration comes before its row writes)."""
         if not self.can_step_eagerly:
             raise RuntimeError("CompiledLoop.advance_eagerly: not for XLA or strategy loops")
         on_host = self.runs_on_host
@@ -308,7 +318,7 @@ class CompiledLoop:
                 carry = self._one_step(carry, rule)
                 self._eager_carry = carry
                 row = rows[min(i, MAX_ROWS - 1)]
-                row[:] = _host_report_row(carry, self.objective)
+                row[:] = _host_report_row(carry, self._counts_read)
                 if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
         return Report(tf.constant(rows))
@@ -328,7 +338,12 @@ class CompiledLoop:
         if self._eager_carry is None:
             return
         with _interrupts_deferred():
-            self._write(self._eager_carry)
+            if self._vars is None:
+                self._vars = tf.nest.map_structure(
+                    lambda t: tf.Variable(t, trainable=False, shape=np.shape(t)),
+                    self._eager_carry)
+            else:
+                self._write(self._eager_carry)
             self._eager_carry = None
             # The eager carry's tensors may be referenced elsewhere: the next compiled block
             # copies the buffers it writes in place.
@@ -354,7 +369,7 @@ class CompiledLoop:
         """The carry's ``tf.Variable`` s (they exist after the first :meth:`start`): what a
         checkpoint of the run tracks (:mod:`flatvec._run.run_checkpoint`). Assigning them sets
         where the next :meth:`advance` continues."""
-        if self._vars is None:
+        if self._vars is None and self._eager_carry is None:
             raise RuntimeError("CompiledLoop.variables: call start() first")
         self.sync_variables()
         self._carry_shared.assign(True)  # whoever reads or assigns them may keep the buffers
@@ -372,8 +387,10 @@ class CompiledLoop:
         function. The carry has 10-20 variables; their eager reads cost about 2.5 ms per
         callback on the sinc fit's Levenberg-Marquardt state (a third of its iteration),
         one call 0.1 ms; tracing that call costs about 20 ms, paid only by runs that read
-        often (callbacks, progress, history every iteration)."""
-        self.sync_variables()
+        often (callbacks, progress, history every iteration). The eager tier's carry, where it
+        is newer than the variables, is read as it is (tensors copy NumPy arrays)."""
+        if self._eager_carry is not None:
+            return tf.nest.map_structure(tf.convert_to_tensor, self._eager_carry)
         self._host_reads += 1
         self._carry_shared.assign(True)  # the snapshot shares the variables' buffers
         if self._host_reads <= EAGER_READS:
@@ -414,7 +431,11 @@ class CompiledLoop:
         ops = scalar_ops.for_context()  # eagerly (the eager tier): the scalars on the host
         f, best_f = ops.value(state.f), ops.value(carry.best_f)
         finite = ops.isfinite(f) & ops.value(vector_ops.all_finite(state.g))
-        evaluations = self.objective.nfev + self.objective.nhev
+        if ops is scalar_ops.TRACED:
+            evaluations = self.objective.nfev + self.objective.nhev
+        else:  # the counters read once an iteration: the report row takes them too
+            self._counts_read = tuple(c.value().numpy() for c in _counters(self.objective))
+            evaluations = self._counts_read[0] + self._counts_read[2]
         new_nonfinite = self.oracle.fault_counts() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
         status = status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
@@ -515,25 +536,35 @@ def _interrupts_deferred(held: list[Any] | None = None) -> Iterator[list[Any]]:
                 held.append((previous, caught[0]))
 
 
-def _report_fields(carry: Carry, objective: Objective) -> list[Any]:
-    """The carry's :class:`~flatvec._run.record.IterationRecord` fields, in order."""
+def _counters(objective: Objective) -> tuple[Any, Any, Any]:
+    return objective.nfev, objective.njev, objective.nhev
+
+
+def _report_fields(carry: Carry, counts: tuple[Any, Any, Any]) -> list[Any]:
+    """The carry's :class:`~flatvec._run.record.IterationRecord` fields, in order, with the
+    objective's ``counts`` (nfev, njev, nhev: its counters, or their values)."""
     state = carry.state
-    step_size = getattr(state, "step_size", tf.zeros([], state.f.dtype))
+    step_size = getattr(state, "step_size", None)
+    if step_size is None:
+        step_size = tf.zeros([], state.f.dtype)
+    nfev, njev, nhev = counts
     fields = {"loss": state.f, "grad_norm": grad_norm(state.g), "step_size": step_size,
-              "nfev": objective.nfev, "njev": objective.njev, "nhev": objective.nhev,
-              "nit": carry.nit, "status": carry.status}
+              "nfev": nfev, "njev": njev, "nhev": nhev, "nit": carry.nit,
+              "status": carry.status}
     return [fields[name] for name in IterationRecord._fields]
 
 
 def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:
     """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row."""
-    return tf.stack([tf.cast(value, tf.float64) for value in _report_fields(carry, objective)])
+    return tf.stack([tf.cast(value, tf.float64)
+                     for value in _report_fields(carry, _counters(objective))])
 
 
-def _host_report_row(carry: Carry, objective: Objective) -> list[float]:
-    """:func:`_report_row` read on the host, field by field (eagerly: no casts and stack to
-    dispatch; float64 holds every field exactly, as the traced cast does)."""
-    return [np.asarray(value, np.float64)[()] for value in _report_fields(carry, objective)]
+def _host_report_row(carry: Carry, counts: Any) -> list[float]:
+    """:func:`_report_row` on the host, field by field, with the counters' values ``counts``
+    (eagerly: no casts and stack to dispatch; float64 holds every field exactly, as the
+    traced cast does)."""
+    return [np.asarray(value, np.float64)[()] for value in _report_fields(carry, counts)]
 
 
 def _report(carry: Carry, objective: Objective) -> Report:
