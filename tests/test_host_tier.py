@@ -184,3 +184,25 @@ def test_rows_are_written_into_numpy_buffers_where_kept():
                        keep=np.bool_(False))
     np.testing.assert_array_equal(s[2], 0.0)
     np.testing.assert_array_equal(y[2], 1.0)
+
+
+def test_the_start_on_the_host_leaves_a_compiled_run_bit_for_bit_as_it_was(monkeypatch):
+    # A compiled L-BFGS run starts from a start evaluated on the host (NumPy arrays); the same
+    # run with the start on tensors (as before the host tier) must give the same bits: the
+    # first step's scale is TensorFlow's norm in both.
+    # (A start whose gradient's norm by NumPy differs from TensorFlow's in the last bit, as
+    # for about half of random vectors: with NumPy's norm on the host this test fails.)
+    monkeypatch.setattr(tiers, "ENABLED", False)
+    scales = tf.constant(np.linspace(1.0, 30.0, 200), tf.float64)
+    x0 = tf.constant(np.random.default_rng(4).standard_normal(200))
+
+    def run():
+        fun = lambda x: tf.reduce_sum(scales * (x - 1.0) ** 2 + 0.1 * (x - 1.0) ** 4)  # noqa: E731
+        return flatvec.minimize(fun, x0, "lbfgs", max_iter=25, gtol=0.0, ftol=0.0)
+
+    on_host = run()
+    monkeypatch.setattr(CompiledLoop, "runs_on_host", property(lambda self: False))
+    on_tensors = run()
+    np.testing.assert_array_equal(on_host.x, on_tensors.x)
+    np.testing.assert_array_equal(on_host.history["loss"], on_tensors.history["loss"])
+    assert (on_host.nit, on_host.nfev) == (on_tensors.nit, on_tensors.nfev)
