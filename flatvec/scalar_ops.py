@@ -31,12 +31,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
 import tensorflow as tf
+
+from flatvec._thread_flags import flag_set
 
 __all__ = ["HOST", "NUMPY", "TRACED", "ScalarOps", "for_context", "on_host"]
 
@@ -152,16 +154,10 @@ NUMPY = HOST._replace(tensor=_host_constant, zeros=_numpy_zeros, matvec=np.matmu
                       triangular_solve=_numpy_triangular_solve)
 
 
-@contextlib.contextmanager
-def on_host(active: bool = True) -> Iterator[None]:
+def on_host(active: bool = True) -> contextlib.AbstractContextManager[None]:
     """Run the code in this block (eagerly) in the :data:`NUMPY` kind, if ``active``: what the
     eager tier does for algorithms that declare ``runs_on_host``."""
-    before = getattr(_scope, "numpy", False)
-    _scope.numpy = bool(active)
-    try:
-        yield
-    finally:
-        _scope.numpy = before
+    return flag_set(_scope, "numpy", bool(active))
 
 
 def for_context() -> ScalarOps:

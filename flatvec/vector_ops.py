@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
+
+from flatvec._thread_flags import flag_set
 
 __all__ = ["all_finite", "combine_rows", "dot", "max_abs", "matvec", "norm", "traced_for_xla",
            "xla_scope"]
@@ -37,15 +38,9 @@ __all__ = ["all_finite", "combine_rows", "dot", "max_abs", "matvec", "norm", "tr
 _scope = threading.local()  # per thread: tracing is per thread
 
 
-@contextlib.contextmanager
-def xla_scope(active: bool = True) -> Iterator[None]:
+def xla_scope(active: bool = True) -> contextlib.AbstractContextManager[None]:
     """Trace the calls in this block in the form for XLA (if ``active``)."""
-    before = getattr(_scope, "xla", False)
-    _scope.xla = bool(active)
-    try:
-        yield
-    finally:
-        _scope.xla = before
+    return flag_set(_scope, "xla", bool(active))
 
 
 def traced_for_xla() -> bool:

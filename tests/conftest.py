@@ -98,3 +98,16 @@ def compiled_tier(monkeypatch):
     tiers.forget()
     monkeypatch.setattr(tiers, "ENABLED", False)
     monkeypatch.setenv("FLATVEC_EAGER_TIER", "0")
+
+
+@pytest.fixture
+def tiers_on(monkeypatch):
+    """The eager tier on (tests of the tiers), with no measured costs, run lengths or shared
+    loops from earlier tests (a loop that can run shared compiled functions does)."""
+    from flatvec._run import tiers
+    from flatvec._tf import graph_reuse
+
+    graph_reuse.clear()
+    tiers.forget()
+    monkeypatch.setattr(tiers, "ENABLED", True)
+    monkeypatch.delenv("FLATVEC_EAGER_TIER", raising=False)

@@ -21,16 +21,11 @@ import flatvec
 from flatvec import buffers, scalar_ops, vector_ops
 from flatvec._run import tiers
 from flatvec._run.loop import CompiledLoop
-from flatvec._tf import graph_reuse
 
 
 @pytest.fixture
-def carries(monkeypatch):
-    """The type of ``x`` in each eager step of the test (tiers on, nothing shared)."""
-    graph_reuse.clear()
-    tiers.forget()
-    monkeypatch.setattr(tiers, "ENABLED", True)  # (conftest turns it off elsewhere)
-    monkeypatch.delenv("FLATVEC_EAGER_TIER", raising=False)
+def carries(monkeypatch, tiers_on):
+    """The type of ``x`` in each eager step of the test (tiers on: conftest's ``tiers_on``)."""
     seen = []
     original = CompiledLoop._one_step
 

@@ -13,7 +13,6 @@ from autograph_algorithm import ClippedGradientDescent
 import flatvec
 from flatvec._run import tiers
 from flatvec._run.loop import CompiledLoop
-from flatvec._tf import graph_reuse
 
 # Short enough to run eagerly under the default costs.
 SHORT = int(tiers.COMPILE_SECONDS / tiers.EAGER_RENT_SECONDS) // 2
@@ -40,13 +39,8 @@ def _x0(n: int = 10) -> tf.Tensor:
 
 
 @pytest.fixture
-def eager_calls(monkeypatch):
-    """How many times advance_eagerly ran in the test (no loop shared from earlier tests: a
-    loop that can run shared compiled functions does, see flatvec._tf.graph_reuse)."""
-    graph_reuse.clear()
-    tiers.forget()
-    monkeypatch.setattr(tiers, "ENABLED", True)  # (conftest turns it off elsewhere)
-    monkeypatch.delenv("FLATVEC_EAGER_TIER", raising=False)
+def eager_calls(monkeypatch, tiers_on):
+    """How many times advance_eagerly ran in the test (tiers on: conftest's ``tiers_on``)."""
     calls = []
     original = CompiledLoop.advance_eagerly
 
