@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
-import threadpoolctl
 
 from flatvec import buffers, scalar_ops, vector_ops
 from flatvec._autograph import with_autograph
+from flatvec._run.block_guards import interrupts_deferred, one_blas_thread
 from flatvec._run.record import WIDTH, IterationRecord, records
+from flatvec._run.report_rows import counters, host_report_row, report_row
 from flatvec._run.stopping import (
     RuleTensors,
     StepFaults,
     StopRule,
-    grad_norm,
     initial_status,
     status_after_step,
 )
@@ -312,13 +308,13 @@ class CompiledLoop:
         # The scalars of the stopping tests and the best point are NumPy scalars here (see
         # flatvec.scalar_ops), which meet inf and NaN as the graph's do, without warnings.
         with (call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"),
-              scalar_ops.on_host(on_host), _one_blas_thread(carry),
-              _interrupts_deferred(self._held_interrupts) as interrupted):
+              scalar_ops.on_host(on_host), one_blas_thread(carry),
+              interrupts_deferred(self._held_interrupts) as interrupted):
             for i in range(iterations):
                 carry = self._one_step(carry, rule)
                 self._eager_carry = carry
                 row = rows[min(i, MAX_ROWS - 1)]
-                row[:] = _host_report_row(carry, self._counts_read)
+                row[:] = host_report_row(carry, self._counts_read)
                 if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
         return Report(tf.constant(rows))
@@ -337,7 +333,7 @@ class CompiledLoop:
         ``tf.train.Checkpoint`` that tracks them)."""
         if self._eager_carry is None:
             return
-        with _interrupts_deferred():
+        with interrupts_deferred():
             if self._vars is None:
                 self._vars = tf.nest.map_structure(
                     lambda t: tf.Variable(t, trainable=False, shape=np.shape(t)),
@@ -434,7 +430,7 @@ class CompiledLoop:
         if ops is scalar_ops.TRACED:
             evaluations = self.objective.nfev + self.objective.nhev
         else:  # the counters read once an iteration: the report row takes them too
-            self._counts_read = tuple(c.value().numpy() for c in _counters(self.objective))
+            self._counts_read = tuple(c.value().numpy() for c in counters(self.objective))
             evaluations = self._counts_read[0] + self._counts_read[2]
         new_nonfinite = self.oracle.fault_counts() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
@@ -479,7 +475,7 @@ class CompiledLoop:
                                   owned | (i > 0) if self._writes_in_place else None):
                 c = self._one_step(c, rule)
             row = tf.minimum(i, MAX_ROWS - 1)
-            rows = tf.tensor_scatter_nd_update(rows, [[row]], [_report_row(c, self.objective)])
+            rows = tf.tensor_scatter_nd_update(rows, [[row]], [report_row(c, self.objective)])
             return i + 1, c, rows
 
         # The loop runs at least once: a call is only made while the status is RUNNING.
@@ -491,81 +487,5 @@ class CompiledLoop:
         return Report(rows)
 
 
-_blas: list[threadpoolctl.ThreadpoolController] = []  # found once: a scan costs 5-14 ms
-# Carries whose largest array has fewer entries run with BLAS's own threads (see below).
-ONE_BLAS_THREAD_FROM = 100_000
-
-
-def _one_blas_thread(carry: Any) -> contextlib.AbstractContextManager[Any]:
-    """NumPy's BLAS on one thread in this block, for a carry on the host (NumPy arrays) with
-    an array of :data:`ONE_BLAS_THREAD_FROM` entries or more. Why: the objective's kernels
-    run on TensorFlow's threads between two products, and OpenBLAS's threads, which spin for
-    a while after each product, took their cores. Measured (L-BFGS on the host, 40
-    iterations, first call): digits MLP f64 (buffers of 480 000 entries) 0.95 s with
-    OpenBLAS's threads, 0.73 s with one, an iteration 13.5-14.5 against 10-12 ms; the MLP in
-    float32 and the PINN (24 000 entries) unchanged. Finding the libraries to limit scans
-    every library the process loaded (TensorFlow's: some 250) once, 5-14 ms, which only
-    large carries recover."""
-    sizes = [getattr(a, "size", 0) for a in tf.nest.flatten(carry) if isinstance(a, np.ndarray)]
-    if max(sizes, default=0) < ONE_BLAS_THREAD_FROM:
-        return contextlib.nullcontext()
-    if not _blas:  # the libraries loaded in the process, scanned once (TensorFlow's: ~250)
-        _blas.append(threadpoolctl.ThreadpoolController())
-    return _blas[0].limit(limits=1, user_api="blas")
-
-
-@contextlib.contextmanager
-def _interrupts_deferred(held: list[Any] | None = None) -> Iterator[list[Any]]:
-    """Hold a Ctrl-C that arrives inside the block until it ends (in the main thread), so that
-    the carry is never left half written; the block sees it in the list it is given. At the
-    end the interrupt is raised, or with ``held`` appended to it as ``(handler, args)`` for
-    the caller to raise later."""
-    caught: list[Any] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield caught
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            if held is None:
-                previous(*caught[0])
-            else:
-                held.append((previous, caught[0]))
-
-
-def _counters(objective: Objective) -> tuple[Any, Any, Any]:
-    return objective.nfev, objective.njev, objective.nhev
-
-
-def _report_fields(carry: Carry, counts: tuple[Any, Any, Any]) -> list[Any]:
-    """The carry's :class:`~flatvec._run.record.IterationRecord` fields, in order, with the
-    objective's ``counts`` (nfev, njev, nhev: its counters, or their values)."""
-    state = carry.state
-    step_size = getattr(state, "step_size", None)
-    if step_size is None:
-        step_size = tf.zeros([], state.f.dtype)
-    nfev, njev, nhev = counts
-    fields = {"loss": state.f, "grad_norm": grad_norm(state.g), "step_size": step_size,
-              "nfev": nfev, "njev": njev, "nhev": nhev, "nit": carry.nit,
-              "status": carry.status}
-    return [fields[name] for name in IterationRecord._fields]
-
-
-def _report_row(carry: Carry, objective: Objective) -> tf.Tensor:
-    """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row."""
-    return tf.stack([tf.cast(value, tf.float64)
-                     for value in _report_fields(carry, _counters(objective))])
-
-
-def _host_report_row(carry: Carry, counts: Any) -> list[float]:
-    """:func:`_report_row` on the host, field by field, with the counters' values ``counts``
-    (eagerly: no casts and stack to dispatch; float64 holds every field exactly, as the
-    traced cast does)."""
-    return [np.asarray(value, np.float64)[()] for value in _report_fields(carry, counts)]
-
-
 def _report(carry: Carry, objective: Objective) -> Report:
-    return Report(_report_row(carry, objective))
+    return Report(report_row(carry, objective))
