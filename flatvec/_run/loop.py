@@ -279,8 +279,8 @@ class CompiledLoop:
         runs on host values). An algorithm that declares ``runs_on_host`` runs on NumPy
         arrays (:func:`flatvec.scalar_ops.on_host`): the carry is copied to the host once (its
         buffers are then the eager tier's own to write rows into). Costs more per iteration
-        (L-BFGS on the digits MLP f32: 5.3-6.1 ms on the host, 12.5 ms eagerly on tensors,
-        against 4.3 ms compiled) and nothing to set up (tracing and instantiating the
+        (L-BFGS on the digits MLP f32: 5.0-6.0 ms on the host, 12.5 ms eagerly on tensors,
+        against 4.2-4.4 ms compiled) and nothing to set up (tracing and instantiating the
         compiled iteration: 0.55-0.75 s there); :class:`flatvec._run.tiers.TierPlan` picks
         one.
 

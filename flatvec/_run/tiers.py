@@ -12,9 +12,9 @@ has nothing to set up and costs more per iteration. Two kinds:
   called on them, and no TensorFlow op is dispatched between two evaluations
   (:func:`flatvec.scalar_ops.on_host`). An iteration costs, against compiled (the
   evaluations in both; second runs in a process, marginal over 40 iterations): digits MLP
-  f32 5.0-6.0 against 4.2-4.4 ms, f64 9.6-10.8 against 8.5-9.0 ms, PINN 2.0-2.8 against
+  f32 5.0-6.0 against 4.2-4.4 ms, f64 8.8-10.8 against 8.5-9.0 ms, PINN 1.4-2.3 against
   1.0-1.6 ms, Rosenbrock n = 10^5 7-8 against 5.2-5.9 ms. Its *rent* (what an eager
-  iteration costs more than a compiled one): 1-2.5 ms, 2 ms by default; its first
+  iteration costs more than a compiled one): 0.5-2.5 ms, 2 ms by default; its first
   iteration in a process some 0.03 s more (the start below). Break-even: some 260
   iterations.
 - **on tensors**, for any other algorithm: each TensorFlow op is dispatched from Python
