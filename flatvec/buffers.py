@@ -18,8 +18,8 @@ The compiled loop and :func:`write_rows` see to both:
 - :func:`write_rows` there orders an in-place write after the reads it is given (``after``).
 
 On NumPy arrays (the eager tier of an algorithm that runs on the host,
-:func:`flatvec.scalar_ops.on_host`) the rows are written into the arrays themselves: the
-eager tier copies the carry's buffers into arrays of its own at the start of each block.
+:func:`flatvec.scalar_ops.on_host`) the rows are written into the arrays themselves: that
+tier's buffers are its own (the start's, or copies it made of the variables' values).
 
 Outside that scope (eager calls, a user's own loop, XLA, which has no kernel for the raw op)
 :func:`write_rows` is ``tf.tensor_scatter_nd_update`` whose index depends on the reads by
