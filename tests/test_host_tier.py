@@ -10,7 +10,6 @@ import signal
 
 import numpy as np
 import pytest
-import scipy.linalg
 import tensorflow as tf
 from flatvec.algorithms.cg import ConjugateGradient
 from flatvec.algorithms.lbfgs import LBFGS
@@ -165,7 +164,6 @@ def test_the_numpy_kinds_triangular_solve_is_tensorflows(rng, adjoint):
     want = tf.linalg.triangular_solve(r, b, lower=False, adjoint=adjoint).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-13)
     np.testing.assert_allclose((r.T if adjoint else r) @ got, b, rtol=1e-12)
-    assert scipy.linalg.norm(got) > 0
 
 
 def test_rows_are_written_into_numpy_buffers_where_kept():

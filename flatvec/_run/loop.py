@@ -127,7 +127,6 @@ class CompiledLoop:
         self._vars: Carry | None = None
         self._eager_carry: Carry | None = None  # newer than the variables (advance_eagerly)
         self._held_interrupts: list[Any] = []  # a Ctrl-C that ended an eager block
-        self._counts_read: tuple[Any, ...] = ()  # nfev, njev, nhev after the last eager step
         self._advance_concrete: Any = None
         self._shared_key: Any = None
         self._objective_captures: tuple[tf.Tensor, ...] = ()
@@ -191,20 +190,12 @@ class CompiledLoop:
             # (On the host: copies, which the eager tier writes rows into.)
             state = tf.nest.map_structure(np.array if host else tf.convert_to_tensor, state)
             carry = carry._replace(state=state)
-        if self._eager_start and self.can_step_eagerly:
-            # Handed to the eager tier; the variables are written (made, the first time) when
-            # anything needs them (sync_variables). A run that stays eager never does: making
-            # an L-BFGS carry's 21 variables costs some 20 ms of a first call.
-            self._eager_carry = carry
-        elif self._vars is None:
-            self._vars = tf.nest.map_structure(
-                lambda t: tf.Variable(t, trainable=False, shape=t.shape), carry)
-        else:
-            # Eager assignments (about 1 ms in all), not a tf.function: a second traced
-            # function would make a run's first warm call pay its tracing and first run.
-            self._write(carry)
-        # The report's host read marks the buffers shared (the variables took the start's or
-        # a caller's tensors, and the report's snapshot holds them too).
+        # Where the loop can step eagerly the carry is the eager tier's, and the variables are
+        # written (made, the first time) only when something needs them: a run that stays
+        # eager never does (making an L-BFGS carry's 21 variables costs some 20 ms).
+        self._eager_carry = carry
+        if not (self._eager_start and self.can_step_eagerly):
+            self.sync_variables()
         return self._report_eager()
 
     def set_block(self, iterations: int) -> None:
@@ -311,10 +302,10 @@ class CompiledLoop:
               scalar_ops.on_host(on_host), one_blas_thread(carry),
               interrupts_deferred(self._held_interrupts) as interrupted):
             for i in range(iterations):
-                carry = self._one_step(carry, rule)
+                carry, counts = self._one_step(carry, rule)
                 self._eager_carry = carry
                 row = rows[min(i, MAX_ROWS - 1)]
-                row[:] = host_report_row(carry, self._counts_read)
+                row[:] = host_report_row(carry, counts)
                 if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
         return Report(tf.constant(rows))
@@ -408,7 +399,9 @@ class CompiledLoop:
 
     def _write(self, carry: Carry) -> None:
         """Store ``carry`` in the variables (every field: the block's ``tf.while_loop`` hands
-        back new tensors even for fields no iteration changed)."""
+        back new tensors even for fields no iteration changed). Eager assignments (about 1 ms
+        in all), not a tf.function: a second traced function would make a run's first warm
+        call pay its tracing and first run."""
         for var, value in zip(tf.nest.flatten(self._vars), tf.nest.flatten(carry)):
             var.assign(value)
 
@@ -420,18 +413,19 @@ class CompiledLoop:
         status = initial_status(f, g, self._rule())
         return Carry(state, x0, f, g, scalar_ops.for_context().zeros([], tf.int64), status)
 
-    def _one_step(self, carry: Carry, rule: RuleTensors) -> Carry:
+    def _one_step(self, carry: Carry, rule: RuleTensors) -> tuple[Carry, tuple[Any, ...]]:
+        """One iteration: the new carry, and the objective's counters after it (nfev, njev,
+        nhev: the variables while traced, their values read once when eager)."""
         nonfinite_before = self.oracle.fault_counts()
         state = self._step(carry.state, self.oracle)
         nit = carry.nit + 1
         ops = scalar_ops.for_context()  # eagerly (the eager tier): the scalars on the host
         f, best_f = ops.value(state.f), ops.value(carry.best_f)
         finite = ops.isfinite(f) & ops.value(vector_ops.all_finite(state.g))
-        if ops is scalar_ops.TRACED:
-            evaluations = self.objective.nfev + self.objective.nhev
-        else:  # the counters read once an iteration: the report row takes them too
-            self._counts_read = tuple(c.value().numpy() for c in counters(self.objective))
-            evaluations = self._counts_read[0] + self._counts_read[2]
+        counts = counters(self.objective)
+        if ops is not scalar_ops.TRACED:  # read once an iteration: the report row takes them too
+            counts = tuple(c.value().numpy() for c in counts)
+        evaluations = counts[0] + counts[2]
         new_nonfinite = self.oracle.fault_counts() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
         status = status_after_step(carry.state.f, state, finite, nit, evaluations, rule,
@@ -453,7 +447,7 @@ class CompiledLoop:
             lambda: (state.x, state.f, state.g),
             lambda: (carry.best_x, carry.best_f, carry.best_g),
         )
-        return Carry(state, best_x, best_f, best_g, nit, status)
+        return Carry(state, best_x, best_f, best_g, nit, status), counts
 
     def _advance_graph(self) -> Report:
         carry = self._read()
@@ -473,9 +467,9 @@ class CompiledLoop:
             # them (writes_rows algorithms write on every step), by a copy where shared.
             with buffers.in_place(self._writes_in_place,
                                   owned | (i > 0) if self._writes_in_place else None):
-                c = self._one_step(c, rule)
+                c, counts = self._one_step(c, rule)
             row = tf.minimum(i, MAX_ROWS - 1)
-            rows = tf.tensor_scatter_nd_update(rows, [[row]], [report_row(c, self.objective)])
+            rows = tf.tensor_scatter_nd_update(rows, [[row]], [report_row(c, counts)])
             return i + 1, c, rows
 
         # The loop runs at least once: a call is only made while the status is RUNNING.
@@ -488,4 +482,4 @@ class CompiledLoop:
 
 
 def _report(carry: Carry, objective: Objective) -> Report:
-    return Report(report_row(carry, objective))
+    return Report(report_row(carry, counters(objective)))

@@ -34,10 +34,10 @@ def _report_fields(carry: Any, counts: tuple[Any, Any, Any]) -> list[Any]:
     return [fields[name] for name in IterationRecord._fields]
 
 
-def report_row(carry: Any, objective: Any) -> tf.Tensor:
-    """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row."""
-    return tf.stack([tf.cast(value, tf.float64)
-                     for value in _report_fields(carry, counters(objective))])
+def report_row(carry: Any, counts: tuple[Any, Any, Any]) -> tf.Tensor:
+    """The carry's :class:`~flatvec._run.record.IterationRecord` as one float64 row, with the
+    objective's ``counts`` (:func:`counters`)."""
+    return tf.stack([tf.cast(value, tf.float64) for value in _report_fields(carry, counts)])
 
 
 def host_report_row(carry: Any, counts: Any) -> list[float]:
