@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec import scalar_ops
+from flatvec._lazy_variable import LazyVariable
 
 __all__ = ["Oracle"]
 
@@ -33,8 +34,10 @@ class Oracle:
 
     Called eagerly on NumPy arrays (the eager tier of an algorithm that runs on the host,
     :func:`flatvec.scalar_ops.on_host`), it calls the same compiled functions and gives NumPy
-    arrays back; the finiteness check runs on the host and touches the counters only for a
-    non-finite result (:meth:`fault_counts` reads them without a TensorFlow op).
+    arrays back; the finiteness check runs on the host, and the counters stay NumPy values
+    until compiled code (or :attr:`nonfinite`) asks for them as a variable
+    (:class:`~flatvec._lazy_variable.LazyVariable`): a run on the host dispatches no
+    TensorFlow op for them.
 
     A product the algorithm did not declare raises a ``TypeError`` when the step is traced:
     Hessian-vector products need ``needs_hvp = True`` on the algorithm's class (or instance),
@@ -48,19 +51,12 @@ class Oracle:
         Whether :meth:`hvp` may be called.
     owner : str
         The algorithm's name, for the error message.
-    nonfinite : tf.Variable, optional
-        int64 ``[2]``: non-finite evaluations and non-finite products so far (the driver
-        passes its own and resets it each run; by default the oracle makes one).
     """
 
     def __init__(self, objective: Any, *, needs_hvp: bool = False, needs_ggn: bool = False,
-                 needs_residuals: bool = False, owner: str = "algorithm",
-                 nonfinite: tf.Variable | None = None):
+                 needs_residuals: bool = False, owner: str = "algorithm"):
         self._objective = objective
-        if nonfinite is None:
-            with tf.init_scope():
-                nonfinite = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-        self.nonfinite = nonfinite
+        self._nonfinite = LazyVariable([0, 0], np.int64)
         self._declared = {"hvp": bool(needs_hvp), "ggn": bool(needs_ggn),
                           "residuals": bool(needs_residuals)}
         self._owner = owner
@@ -97,7 +93,7 @@ class Oracle:
                                            self._host_callable(fn, tensors)(*tensors))
             if not all(np.isfinite(r).all() for r in tf.nest.flatten(result)):
                 self._host_faults[kind] += 1
-                self.nonfinite.assign_add(np.eye(2, dtype=np.int64)[kind])
+                self._nonfinite.assign_add(np.eye(2, dtype=np.int64)[kind])
             return result
         result = fn(*args)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(r))
@@ -117,6 +113,20 @@ class Oracle:
         if concrete is None:
             concrete = self._concrete[key] = fn.get_concrete_function(*tensors)
         return concrete
+
+    @property
+    def nonfinite(self) -> tf.Variable:
+        """int64 ``[2]``: non-finite evaluations and non-finite products so far, as the
+        variable the compiled code counts on (made on first use)."""
+        return self._nonfinite.variable
+
+    def fault_totals(self) -> np.ndarray:
+        """:attr:`nonfinite`'s value, read on the host (without making the variable)."""
+        return self._nonfinite.numpy()
+
+    def reset_faults(self) -> None:
+        """Set :attr:`nonfinite` to zero (the driver does at each run's start)."""
+        self._nonfinite.assign([0, 0])
 
     def fault_counts(self) -> Any:
         """The non-finite evaluations and products counted so far, ``[2]``: as a tensor read

@@ -199,3 +199,42 @@ def test_the_start_on_the_host_leaves_a_compiled_run_bit_for_bit_as_it_was(monke
     np.testing.assert_array_equal(on_host.x, on_tensors.x)
     np.testing.assert_array_equal(on_host.history["loss"], on_tensors.history["loss"])
     assert (on_host.nit, on_host.nfev) == (on_tensors.nit, on_tensors.nfev)
+
+
+def test_a_run_on_the_host_makes_no_variable_and_a_compiled_one_continues_its_counts(
+        monkeypatch, carries):
+    # The loop's settings and counters stay NumPy values on the host (each new dtype's first
+    # tensor costs TensorFlow some 4.5 ms); compiled code makes its variables from them.
+    fun = lambda x: tf.reduce_sum(x**2 - 4.0 * x - tf.math.log(1.0 - x))  # noqa: E731
+    objective = flatvec.Objective.from_function(fun, dtype=tf.float64, size=6)
+    x0 = tf.fill([6], tf.constant(-3.0, tf.float64))
+    made = []
+
+    def record(next_creator, **kwargs):
+        made.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(record):
+        host = flatvec.minimize(objective, x0, "lbfgs", max_iter=20)
+    assert carries and host.nonfinite_evals > 0 and host.success
+    assert made == []
+    # The same objective's loop, now compiled: the non-finite count starts from zero again
+    # and is the compiled run's own (the variable made from the host's value).
+    compiled = _compiled(monkeypatch, lambda: flatvec.minimize(objective, x0, "lbfgs",
+                                                               max_iter=20))
+    assert compiled.nonfinite_evals == host.nonfinite_evals
+    assert (compiled.nit, compiled.nfev) == (host.nit, host.nfev)
+
+
+def test_a_lazy_variable_is_made_from_the_host_value_and_read_from_then_on():
+    from flatvec._lazy_variable import LazyVariable
+
+    lazy = LazyVariable([0, 0], np.int64)
+    lazy.assign_add([0, 2])
+    lazy.assign_add([1, 0])
+    assert not lazy.exists and lazy.numpy().tolist() == [1, 2]
+    np.testing.assert_array_equal(lazy.variable.numpy(), [1, 2])
+    tf.function(lambda: lazy.variable.assign_add(tf.constant([3, 3], tf.int64)))()
+    assert lazy.numpy().tolist() == [4, 5]  # what compiled code counted
+    lazy.assign([7, 8])
+    assert lazy.variable.numpy().tolist() == [7, 8] and lazy.numpy().dtype == np.int64

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from flatvec import buffers, scalar_ops, vector_ops
 from flatvec._autograph import with_autograph
+from flatvec._lazy_variable import LazyVariable
 from flatvec._run.block_guards import interrupts_deferred, one_blas_thread
 from flatvec._run.record import WIDTH, IterationRecord, records
 from flatvec._run.report_rows import counters, host_report_row, report_row
@@ -47,11 +48,11 @@ class Report(NamedTuple):
     did not use have nit -1; past ``MAX_ROWS`` iterations the last row is overwritten, so it is
     always the last iteration's)."""
 
-    values: tf.Tensor
+    values: tf.Tensor  # or a NumPy array (the eager tier's)
 
     def records(self) -> list[IterationRecord]:
         """The typed records of the iterations the call ran (one host transfer)."""
-        return records(np.reshape(self.values.numpy(), [-1, WIDTH]))
+        return records(np.reshape(np.asarray(self.values), [-1, WIDTH]))
 
 
 MAX_ROWS = 64
@@ -88,14 +89,13 @@ class CompiledLoop:
         jit_compile: bool,
     ) -> None:
         self.algorithm, self.objective = algorithm, objective
-        with tf.init_scope():
-            self._tolerances = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False)
-            self._limits = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-            self._block = tf.Variable(1, dtype=tf.int64, trainable=False)
-            # Non-finite evaluations and products of the run (counted by the oracle).
-            self.nonfinite = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-            # Whether buffers of the carry may be held elsewhere (see _advance_graph).
-            self._carry_shared = tf.Variable(True, trainable=False)
+        # Settings and flags the compiled iteration reads from variables (a new value does not
+        # retrace it); made only once compiled code needs them (a run on the host never does).
+        self._tolerances = LazyVariable([0.0, 0.0, 0.0], np.float64)
+        self._limits = LazyVariable([0, 0], np.int64)
+        self._block = LazyVariable(1, np.int64)
+        # Whether buffers of the carry may be held elsewhere (see _advance_graph).
+        self._carry_shared = LazyVariable(True, np.bool_)
         self.block = 1
         # A user's algorithm keeps AutoGraph (Python control flow on tensors); flatvec's own
         # algorithms are written for plain tracing and are left as they are.
@@ -105,7 +105,7 @@ class CompiledLoop:
         needs = {"needs_hvp": getattr(algorithm, "needs_hvp", False),
                  "needs_ggn": getattr(algorithm, "needs_ggn", False),
                  "needs_residuals": getattr(algorithm, "needs_residuals", False),
-                 "owner": type(algorithm).__name__, "nonfinite": self.nonfinite}
+                 "owner": type(algorithm).__name__}
         # The objective's evaluations are calls of its own compiled functions (see
         # CompiledCalls). Under a strategy the replicas' calls must be traced in the caller's
         # graph: there the objective is inlined.
@@ -154,9 +154,23 @@ class CompiledLoop:
     def _own_handles(self) -> list[tf.Tensor]:
         """Handles of the variables the loop's functions read besides the objective's."""
         counters = [self.objective.nfev, self.objective.njev, self.objective.nhev]
-        own = [self._tolerances, self._limits, self._block, self.nonfinite, self._carry_shared]
+        own = [lazy.variable for lazy in (self._tolerances, self._limits, self._block)]
+        own += [self.nonfinite, self._carry_shared.variable]
         carry = [] if self._vars is None else tf.nest.flatten(self._vars)
         return [v.handle for v in counters + own + carry]
+
+    def _make_variables(self) -> None:
+        """Make the variables of the settings and counters before compiled code is traced: a
+        variable made while tracing makes ``tf.function`` trace a second time."""
+        for lazy in (self._tolerances, self._limits, self._block, self._carry_shared):
+            lazy.variable  # noqa: B018 (made on first use)
+        self.oracle.nonfinite  # noqa: B018
+
+    @property
+    def nonfinite(self) -> tf.Variable:
+        """Non-finite evaluations and products of the run, int64 ``[2]`` (counted by the
+        oracle: :attr:`flatvec.oracle.Oracle.nonfinite`)."""
+        return self.oracle.nonfinite
 
     def start(self, x0: tf.Tensor, rule: StopRule, state: Any = None) -> Report:
         """Evaluate ``x0`` and make it the loop's start, stopping by ``rule``; with ``state``,
@@ -164,7 +178,7 @@ class CompiledLoop:
         algorithm's)."""
         self._tolerances.assign([rule.gtol, rule.ftol, rule.ftol_floor])
         self._limits.assign([rule.max_iter, rule.max_eval])
-        self.nonfinite.assign([0, 0])
+        self.oracle.reset_faults()
         self._eager_carry = None
         self._held_interrupts.clear()
         x0 = tf.convert_to_tensor(x0)
@@ -179,6 +193,7 @@ class CompiledLoop:
             elif self._template is not None and self._template.has_start:
                 carry = self._template.start(x0, self._objective_captures, self._own_handles())
             else:
+                self._make_variables()
                 carry = self._start(x0)
         if state is not None:
             try:
@@ -208,6 +223,7 @@ class CompiledLoop:
         """Run up to :meth:`set_block`'s number of iterations from the current carry; fewer
         when a stopping test holds."""
         self.sync_variables()
+        self._make_variables()
         if self._advance_concrete is None:
             if self._template is not None:
                 self._advance_concrete = self._template.advance_with(
@@ -308,7 +324,7 @@ class CompiledLoop:
                 row[:] = host_report_row(carry, counts)
                 if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
-        return Report(tf.constant(rows))
+        return Report(rows)
 
     def raise_held_interrupt(self) -> None:
         """Raise the Ctrl-C that ended the last eager block, if one did (see
@@ -367,6 +383,9 @@ class CompiledLoop:
         return self._report_eager()
 
     def _report_eager(self) -> Report:
+        if self._eager_carry is not None:  # read as it is: no tensor made of the carry
+            counts = tuple(c.value().numpy() for c in counters(self.objective))
+            return Report(np.asarray([host_report_row(self._eager_carry, counts)]))
         return _report(self._read_host(), self.objective)
 
     def _read_host(self) -> Carry:
@@ -389,8 +408,14 @@ class CompiledLoop:
 
     # ------------------------------------------------------------------ graph side
     def _rule(self) -> RuleTensors:
-        gtol, ftol, ftol_floor = tf.unstack(self._tolerances.value(), 3)
-        max_iter, max_eval = tf.unstack(self._limits.value(), 2)
+        """The stopping rule: read from the variables in a traced function, from the host's
+        values eagerly (NumPy scalars of the same dtypes)."""
+        if tf.inside_function():
+            gtol, ftol, ftol_floor = tf.unstack(self._tolerances.variable.value(), 3)
+            max_iter, max_eval = tf.unstack(self._limits.variable.value(), 2)
+        else:
+            gtol, ftol, ftol_floor = self._tolerances.numpy()
+            max_iter, max_eval = self._limits.numpy()
         return RuleTensors(gtol, ftol, max_iter, max_eval, ftol_floor)
 
     def _read(self) -> Carry:
@@ -454,9 +479,9 @@ class CompiledLoop:
         # Buffers that anything besides the loop may hold (the start's tensors, a host
         # snapshot, a checkpoint's) are copied at their first write of this block; after a
         # block that nobody read, the next one writes them in place from the start.
-        owned = ~self._carry_shared.value() if self._writes_in_place else None
+        owned = ~self._carry_shared.variable.value() if self._writes_in_place else None
         rule = self._rule()
-        block = self._block.read_value()
+        block = self._block.variable.read_value()
         rows = tf.fill([MAX_ROWS, WIDTH], tf.constant(-1.0, tf.float64))
 
         def cond(i: tf.Tensor, c: Carry, rows: tf.Tensor) -> tf.Tensor:
@@ -477,7 +502,7 @@ class CompiledLoop:
             _, carry, rows = tf.while_loop(cond, body, (tf.constant(0, tf.int64), carry, rows))
         self._write(carry)
         if self._writes_in_place:
-            self._carry_shared.assign(False)
+            self._carry_shared.variable.assign(False)
         return Report(rows)
 
 

@@ -128,7 +128,7 @@ def run_loop(problem, algorithm, loop, rule, reporter, initial_state, steps_per_
     keeper.finish()
     tiers.finish(int(carry.nit.numpy()), cut_short=status in _LIMITS)
     result = _result(carry, status, reason, objective, reporter.history,
-                     type(algorithm).__name__, loop.nonfinite.numpy(), rule.gtol)
+                     type(algorithm).__name__, loop.oracle.fault_totals(), rule.gtol)
     note = getattr(algorithm, "result_note", None)
     if note is not None:
         result.message += " " + note(carry.state)
@@ -168,9 +168,12 @@ def _result(carry, status, reason, objective, history, method, nonfinite,
         iterate_is_best=bool(np.array_equal(best_x, carry.state.x.numpy())),
         iterate_f=float(carry.state.f.numpy()))
     message = verdict.message
+    # value(), not numpy(): a variable's numpy() reads through an Identity op, whose first
+    # int64 use in a process costs 1-5 ms.
+    counts = [int(c.value().numpy()) for c in (objective.nfev, objective.njev, objective.nhev)]
     evaluations, products = (int(n) for n in nonfinite)
     if evaluations or products:
-        nfev, nhev = int(objective.nfev.numpy()), int(objective.nhev.numpy())
+        nfev, nhev = counts[0], counts[2]
         message += (f" Non-finite results: {evaluations} of {nfev} evaluations"
                     f"{f', {products} of {nhev} curvature products' if products else ''}.")
     return OptimizeResult(
@@ -178,9 +181,9 @@ def _result(carry, status, reason, objective, history, method, nonfinite,
         fun=best_f,
         jac=best_g,
         nit=int(carry.nit.numpy()),
-        nfev=int(objective.nfev.numpy()),
-        njev=int(objective.njev.numpy()),
-        nhev=int(objective.nhev.numpy()),
+        nfev=counts[0],
+        njev=counts[1],
+        nhev=counts[2],
         status=verdict.scipy_code,
         reason=verdict.reason,
         success=verdict.success,
