@@ -13,6 +13,13 @@ from flatvec._lazy_variable import LazyVariable
 __all__ = ["Oracle"]
 
 
+def _read_only_view(t: tf.Tensor) -> Any:
+    """``t``'s values as NumPy without ``numpy()``'s copy (20 us for 10^5 float64 entries):
+    a read-only view (a scalar as a NumPy scalar), which keeps the tensor alive."""
+    a = np.asarray(t)
+    return a[()] if a.ndim == 0 else a
+
+
 class Oracle:
     """The problem as ``Algorithm.init`` and ``Algorithm.step`` see it.
 
@@ -89,7 +96,7 @@ class Oracle:
         products) if any of its results is not finite; on NumPy arrays, as NumPy arrays."""
         if isinstance(args[0], np.ndarray):
             tensors = [tf.constant(a) for a in args]
-            result = tf.nest.map_structure(lambda t: t.numpy(),
+            result = tf.nest.map_structure(_read_only_view,
                                            self._host_callable(fn, tensors)(*tensors))
             if not all(np.isfinite(r).all() for r in tf.nest.flatten(result)):
                 self._host_faults[kind] += 1
