@@ -5,7 +5,8 @@ Each module here uses something TensorFlow or Keras does not promise to keep, sa
 fallback that runs when :func:`enabled` is false. With all of them off, the benchmark's warm
 runs take 0.55/1.19/0.24/0.27 s (digits MLP f32/f64, PINN, Rosenbrock n = 10^5) against
 0.56/1.17/0.24/0.21 s, first calls 1.55/2.28/1.14/1.12 s against 1.50/2.19/1.06/0.88 s, with
-the same iterations and evaluations:
+the same iterations and evaluations (measured before tiered execution, when every first call
+compiled its loop; what each buys now, in short runs too, is in the table):
 
 ==========================  ==============================================  ====================
 module                      private contact and what it buys                fallback
@@ -13,13 +14,21 @@ module                      private contact and what it buys                fall
 ``graph_reuse``             ``ConcreteFunction._call_flat`` with chosen     trace the loop again
                             captures: a fresh model of an architecture
                             already optimized runs the earlier loop's
-                            graphs (digits MLP, fresh model in a warm
-                            process: 0.24 s a call against 0.71 s; a
-                            reseeded one 0.50 s against 0.80 s)
+                            graphs. Pays where runs compile: a seed sweep
+                            of 300-iteration L-BFGS runs (digits MLP f32,
+                            reseeded models in one process) 1.27 s a
+                            model against 1.58-1.67 s. Short runs on the
+                            host compile nothing: there it changes
+                            nothing (first@40 and fresh@40, five
+                            problems, within noise)
 ``call_options``            ``tensorflow.python.eager.context`` call        TensorFlow's default
                             options: a lean Grappler configuration for      graph optimization
-                            flatvec's own calls (first call in a process,
-                            digits MLP: 1.06 s against 1.18 s)
+                            flatvec's own calls, the objective's first
+                            call included (PINN: 43 ms against 60 ms).
+                            40-iteration runs on the host: 0.395 against
+                            0.421 s (digits MLP f32, first call), 0.161
+                            against 0.175 s (PINN, fresh model), 8-30 ms
+                            a call on five problems
 ``inplace``                 ``tf.raw_ops.InplaceUpdate``, whose in-place    a scatter (a copy of
                             semantics TensorFlow does not document: one     the [m, n] buffer)
                             L-BFGS pair row written into its buffer
