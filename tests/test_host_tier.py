@@ -5,7 +5,10 @@ counts and statuses) and TensorFlow's own kernels for the host's products."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -240,3 +243,35 @@ def test_a_lazy_variable_is_made_from_the_host_value_and_read_from_then_on():
     assert lazy.numpy().tolist() == [4, 5]  # what compiled code counted
     lazy.assign([7, 8])
     assert lazy.variable.numpy().tolist() == [7, 8] and lazy.numpy().dtype == np.int64
+
+
+@pytest.mark.parametrize("handler, code", [("SIG_DFL", -signal.SIGINT), ("SIG_IGN", 0)])
+def test_a_ctrl_c_held_by_an_eager_block_gets_the_action_the_process_had_set(handler, code):
+    # Where SIGINT's action is the default one (the process ends) or ignoring it, the eager
+    # block holds it as it holds Python's handler, then does what the process had set.
+    script = f"""
+import os
+import signal
+import subprocess
+import sys
+import tensorflow as tf
+import flatvec
+signal.signal(signal.SIGINT, signal.{handler})
+calls = []
+def signal_at_sixth(x):
+    calls.append(1)
+    if len(calls) == 6:
+        signal.raise_signal(signal.SIGINT)
+    return x
+v = tf.Variable(tf.fill([8], tf.constant(-1.0, tf.float64)))
+def loss():
+    tapped = tf.py_function(signal_at_sixth, [v], tf.float64)
+    weights = tf.range(1.0, 9.0, dtype=tf.float64)
+    return tf.reduce_sum((v - 2.0) ** 2 * weights) + 0.0 * tf.reduce_sum(tapped)
+res = flatvec.minimize(loss, [v], "lbfgs", max_iter=15, gtol=0.0, ftol=0.0)
+assert len(calls) > 6, len(calls)
+"""
+    env = {**os.environ, "FLATVEC_EAGER_TIER": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=os.path.dirname(__file__),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == code, done.stderr[-2000:]

@@ -53,8 +53,20 @@ def interrupts_deferred(held: list[Any] | None = None) -> Iterator[list[Any]]:
         yield caught
     finally:
         signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
+        handler = _replay(previous)
+        if caught and handler is not None:
             if held is None:
-                previous(*caught[0])
+                handler(*caught[0])
             else:
-                held.append((previous, caught[0]))
+                held.append((handler, caught[0]))
+
+
+def _replay(previous: Any) -> Any:
+    """What to call for a held Ctrl-C, given the handler that was in place: that handler;
+    nothing where it was ``SIG_IGN``; else (``SIG_DFL``, or a handler not set from Python) the
+    signal raised again, so that its own action (ending the process) takes place."""
+    if callable(previous):
+        return previous
+    if previous == signal.SIG_IGN:
+        return None
+    return lambda *args: signal.raise_signal(signal.SIGINT)
