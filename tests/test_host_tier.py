@@ -94,13 +94,13 @@ def test_non_finite_trials_are_counted_on_the_host(monkeypatch, carries):
     _assert_same_run(host, _compiled(monkeypatch, run), 1e-9)
 
 
-def test_a_ctrl_c_ends_the_eager_block_after_a_whole_iteration(monkeypatch, carries):
-    # The signal arrives during the 6th evaluation (from inside the objective, so the test
-    # does not depend on timing); the run ends after the iteration it interrupted, with the
-    # model's variables at the best point of the iterations it completed. raise_signal, not
-    # os.kill: a signal sent to the process may reach another thread and trip Python's flag
-    # late, after the block (once, in the loaded full suite, the run went on to max_iter);
-    # raised in the calling thread, it is tripped before the evaluation returns.
+def run_interrupted_at_sixth_evaluation():
+    """L-BFGS on a weighted quadratic whose 6th evaluation raises SIGINT: the result, the
+    evaluations made, the variable. The signal comes from inside the objective, so nothing
+    depends on timing; raise_signal, not os.kill: a signal sent to the process may reach
+    another thread and trip Python's flag late, after the block (once, in the loaded full
+    suite, the run went on to max_iter); raised in the calling thread, it is tripped before
+    the evaluation returns."""
     v = tf.Variable(tf.fill([8], tf.constant(-1.0, tf.float64)))
     calls = []
 
@@ -116,6 +116,13 @@ def test_a_ctrl_c_ends_the_eager_block_after_a_whole_iteration(monkeypatch, carr
             tf.reduce_sum(tapped))
 
     res = flatvec.minimize(loss, [v], "lbfgs", max_iter=15, gtol=0.0, ftol=0.0)
+    return res, calls, v
+
+
+def test_a_ctrl_c_ends_the_eager_block_after_a_whole_iteration(monkeypatch, carries):
+    # The run ends after the iteration the signal interrupted, with the model's variables at
+    # the best point of the iterations it completed.
+    res, calls, v = run_interrupted_at_sixth_evaluation()
     assert carries and res.reason == flatvec.Status.INTERRUPTED
     assert 1 <= res.nit < 15 and len(calls) == res.nfev
     assert res.history["nfev"][-2] < 6 <= res.history["nfev"][-1]  # the interrupted iteration
@@ -250,25 +257,10 @@ def test_a_ctrl_c_held_by_an_eager_block_gets_the_action_the_process_had_set(han
     # Where SIGINT's action is the default one (the process ends) or ignoring it, the eager
     # block holds it as it holds Python's handler, then does what the process had set.
     script = f"""
-import os
 import signal
-import subprocess
-import sys
-import tensorflow as tf
-import flatvec
+from test_host_tier import run_interrupted_at_sixth_evaluation
 signal.signal(signal.SIGINT, signal.{handler})
-calls = []
-def signal_at_sixth(x):
-    calls.append(1)
-    if len(calls) == 6:
-        signal.raise_signal(signal.SIGINT)
-    return x
-v = tf.Variable(tf.fill([8], tf.constant(-1.0, tf.float64)))
-def loss():
-    tapped = tf.py_function(signal_at_sixth, [v], tf.float64)
-    weights = tf.range(1.0, 9.0, dtype=tf.float64)
-    return tf.reduce_sum((v - 2.0) ** 2 * weights) + 0.0 * tf.reduce_sum(tapped)
-res = flatvec.minimize(loss, [v], "lbfgs", max_iter=15, gtol=0.0, ftol=0.0)
+res, calls, v = run_interrupted_at_sixth_evaluation()
 assert len(calls) > 6, len(calls)
 """
     env = {**os.environ, "FLATVEC_EAGER_TIER": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
