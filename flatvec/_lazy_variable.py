@@ -5,7 +5,8 @@ counters in variables, so that a new setting does not retrace it. A run that sta
 (:mod:`flatvec._run.tiers`) never calls the compiled loop, and making those variables cost its
 first call more than anything else it does outside the objective: TensorFlow's first tensor of
 each dtype in a process costs some 4.5 ms (measured, TF 2.21: ``tf.constant`` of an int64,
-int32, bool or float32 value, each first time; 0.03 ms after), and the variables' eager assigns
+int32, bool or float32 value, each first time; 0.03 ms after; 0.5 ms with oneDNN's graph
+passes off, ``TF_ENABLE_ONEDNN_OPTS=0``), and the variables' eager assigns
 and reads the first use of each kernel (0.5-5 ms). So the value lives in NumPy, and the variable
 is made, from that value, the first time it is asked for; from then on both are written.
 """
