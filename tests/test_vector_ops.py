@@ -43,6 +43,18 @@ def test_dot_and_combine_rows_equal_numpy_in_either_form(n, m, seed, xla):
     assert np.all(np.abs(got_rows - c @ rows) <= bound)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 5000), seed=st.integers(0, 2**31 - 1), scale=st.floats(-3.0, 3.0),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_the_norm_of_a_numpy_array_is_tensorflows_bit_for_bit(n, seed, scale, dtype):
+    # The host start's first step is scaled by it; a compiled run from that start must be the
+    # run a start on tensors gives (NumPy's own sum differs in the last bit for about half of
+    # random vectors).
+    a = (np.random.default_rng(seed).normal(size=n) * 10.0**scale).astype(dtype)
+    got = vector_ops.norm(a)
+    assert got.dtype == dtype and got == tf.norm(tf.constant(a)).numpy()
+
+
 def test_the_scope_is_off_outside_it_and_restored_after_nesting():
     assert not vector_ops.traced_for_xla()
     with vector_ops.xla_scope():
