@@ -12,7 +12,7 @@ from flatvec._autograph import with_autograph
 from flatvec._lazy_variable import LazyVariable
 from flatvec._run.block_guards import interrupts_deferred, one_blas_thread
 from flatvec._run.record import WIDTH, IterationRecord, records
-from flatvec._run.report_rows import counters, host_report_row, report_row
+from flatvec._run.report_rows import counter_values, counters, host_report_row, report_row
 from flatvec._run.stopping import (
     RuleTensors,
     StepFaults,
@@ -384,7 +384,7 @@ class CompiledLoop:
 
     def _report_eager(self) -> Report:
         if self._eager_carry is not None:  # read as it is: no tensor made of the carry
-            counts = tuple(c.value().numpy() for c in counters(self.objective))
+            counts = counter_values(self.objective)
             return Report(np.asarray([host_report_row(self._eager_carry, counts)]))
         return _report(self._read_host(), self.objective)
 
@@ -447,9 +447,9 @@ class CompiledLoop:
         ops = scalar_ops.for_context()  # eagerly (the eager tier): the scalars on the host
         f, best_f = ops.value(state.f), ops.value(carry.best_f)
         finite = ops.isfinite(f) & ops.value(vector_ops.all_finite(state.g))
-        counts = counters(self.objective)
-        if ops is not scalar_ops.TRACED:  # read once an iteration: the report row takes them too
-            counts = tuple(c.value().numpy() for c in counts)
+        # Eagerly the values, read once an iteration (the report row takes them too).
+        counts = (counters(self.objective) if ops is scalar_ops.TRACED
+                  else counter_values(self.objective))
         evaluations = counts[0] + counts[2]
         new_nonfinite = self.oracle.fault_counts() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)

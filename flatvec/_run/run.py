@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from flatvec._run.record import IterationRecord
+from flatvec._run.report_rows import counter_values
 from flatvec._run.tiers import TierPlan
 from flatvec.result import OptimizeResult
 from flatvec.status import Status, decode_status, verdict_at_best
@@ -168,9 +169,7 @@ def _result(carry, status, reason, objective, history, method, nonfinite,
         iterate_is_best=bool(np.array_equal(best_x, carry.state.x.numpy())),
         iterate_f=float(carry.state.f.numpy()))
     message = verdict.message
-    # value(), not numpy(): a variable's numpy() reads through an Identity op, whose first
-    # int64 use in a process costs 1-5 ms.
-    counts = [int(c.value().numpy()) for c in (objective.nfev, objective.njev, objective.nhev)]
+    counts = [int(c) for c in counter_values(objective)]
     evaluations, products = (int(n) for n in nonfinite)
     if evaluations or products:
         nfev, nhev = counts[0], counts[2]
