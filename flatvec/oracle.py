@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,9 @@ class Oracle:
         self._owner = owner
         self._host_faults = np.zeros([2], np.int64)  # the counters' increments made on the host
         self._concrete: dict[Any, Any] = {}  # (function, input specs) -> concrete function
+        # Seconds spent in the objective's functions called on NumPy arrays (what the eager
+        # tier weighs against the rest of its iterations: flatvec._run.block_guards).
+        self.host_seconds = 0.0
 
     @property
     def has_residuals(self) -> bool:
@@ -95,9 +99,11 @@ class Oracle:
         """``fn(*args)``, counted on the non-finite counter ``kind`` (0 evaluations, 1
         products) if any of its results is not finite; on NumPy arrays, as NumPy arrays."""
         if isinstance(args[0], np.ndarray):
+            started = time.perf_counter()
             tensors = [tf.constant(a) for a in args]
             result = tf.nest.map_structure(_read_only_view,
                                            self._host_callable(fn, tensors)(*tensors))
+            self.host_seconds += time.perf_counter() - started
             if not all(np.isfinite(r).all() for r in tf.nest.flatten(result)):
                 self._host_faults[kind] += 1
                 self._nonfinite.assign_add(np.eye(2, dtype=np.int64)[kind])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -10,7 +12,7 @@ import tensorflow as tf
 from flatvec import buffers, scalar_ops, vector_ops
 from flatvec._autograph import with_autograph
 from flatvec._lazy_variable import LazyVariable
-from flatvec._run.block_guards import interrupts_deferred, one_blas_thread
+from flatvec._run.block_guards import BlasThreads, interrupts_deferred
 from flatvec._run.record import WIDTH, IterationRecord, records
 from flatvec._run.report_rows import counter_values, counters, host_report_row, report_row
 from flatvec._run.stopping import (
@@ -127,6 +129,7 @@ class CompiledLoop:
         self._vars: Carry | None = None
         self._eager_carry: Carry | None = None  # newer than the variables (advance_eagerly)
         self._held_interrupts: list[Any] = []  # a Ctrl-C that ended an eager block
+        self._blas_threads = BlasThreads()  # NumPy's BLAS threads in host blocks
         self._advance_concrete: Any = None
         self._shared_key: Any = None
         self._objective_captures: tuple[tf.Tensor, ...] = ()
@@ -312,18 +315,25 @@ class CompiledLoop:
                 carry = tf.nest.map_structure(np.array, carry)
         rule = self._rule()
         rows = np.full([MAX_ROWS, WIDTH], -1.0)
+        started, in_objective = time.perf_counter(), self.oracle.host_seconds
+        done = 0
         # The scalars of the stopping tests and the best point are NumPy scalars here (see
         # flatvec.scalar_ops), which meet inf and NaN as the graph's do, without warnings.
         with (call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"),
-              scalar_ops.on_host(on_host), one_blas_thread(carry),
+              scalar_ops.on_host(on_host),
+              self._blas_threads.limit(carry) if on_host else contextlib.nullcontext(),
               interrupts_deferred(self._held_interrupts) as interrupted):
             for i in range(iterations):
                 carry, counts = self._one_step(carry, rule)
                 self._eager_carry = carry
+                done = i + 1
                 row = rows[min(i, MAX_ROWS - 1)]
                 row[:] = host_report_row(carry, counts)
                 if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
                     break
+        if on_host:
+            self._blas_threads.record(done, time.perf_counter() - started,
+                                      self.oracle.host_seconds - in_objective)
         return Report(rows)
 
     def raise_held_interrupt(self) -> None:
