@@ -57,6 +57,8 @@ def _assert_same_run(host, compiled, rtol, loss_floor=0.0):
     assert (host.nit, host.nfev, host.njev, host.nhev, host.nonfinite_evals) == (
         compiled.nit, compiled.nfev, compiled.njev, compiled.nhev, compiled.nonfinite_evals)
     assert (host.status, host.success) == (compiled.status, compiled.success)
+    # Each iteration's counts (the host's tally of the oracle's calls, checked once a block).
+    assert host.history["nfev"] == compiled.history["nfev"]
 
 
 def test_lbfgs_declares_it_and_other_methods_do_not():
@@ -267,3 +269,59 @@ assert len(calls) > 6, len(calls)
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=os.path.dirname(__file__),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == code, done.stderr[-2000:]
+
+
+def _quartic(dtype=tf.float64):
+    scales = tf.constant(np.linspace(1.0, 30.0, 12), dtype)
+    return lambda x: tf.reduce_sum(scales * (x - 1.0) ** 2 + 0.1 * (x - 1.0) ** 4)
+
+
+def test_a_host_run_reads_the_objectives_counters_once_a_block(monkeypatch, carries):
+    """The iterations' counts come from the oracle's tally of its calls; the counters are read
+    at each block's start and end (the check), not once an iteration."""
+    from flatvec._run import loop
+
+    reads, blocks = [], []
+    original_read, original_block = loop.counter_values, CompiledLoop.advance_eagerly
+    monkeypatch.setattr(loop, "counter_values", lambda obj: reads.append(1) or original_read(obj))
+    monkeypatch.setattr(CompiledLoop, "advance_eagerly",
+                        lambda self, n: blocks.append(n) or original_block(self, n))
+    res = flatvec.minimize(_quartic(), tf.zeros([12], tf.float64), "lbfgs", max_iter=20,
+                           gtol=0.0, ftol=0.0)
+    assert res.nit == 20 and len(carries) == 20 and len(blocks) < 20
+    assert len(reads) <= 2 * len(blocks) + 2  # (+ the start's report row and the result)
+
+
+class _CountsTwice(flatvec.Objective):
+    """An objective that counts each evaluation twice (its own way of counting)."""
+
+    def __call__(self, x):
+        self.nfev.assign_add(1)
+        return super().__call__(x)
+
+
+def test_an_objective_that_counts_its_own_way_keeps_its_counts(monkeypatch, carries):
+    """Where the tally misses the objective's counters, the block's last row and the result
+    take the counters' values, and later blocks read them every iteration: the compiled run's
+    counts, row by row from the end of the first block on."""
+    blocks = []
+    original_block = CompiledLoop.advance_eagerly
+
+    def recorded(self, n):
+        report = original_block(self, n)
+        blocks.append(len(report.records()))
+        return report
+
+    monkeypatch.setattr(CompiledLoop, "advance_eagerly", recorded)
+
+    def run():
+        objective = _CountsTwice(space=None, dtype=tf.float64, size=12, fun=_quartic())
+        return flatvec.minimize(objective, tf.zeros([12], tf.float64), "lbfgs", max_iter=20,
+                                gtol=0.0, ftol=0.0)
+
+    host = run()
+    compiled = _compiled(monkeypatch, run)
+    assert carries and len(blocks) > 1 and host.nfev == compiled.nfev == 2 * host.njev
+    first_block_end = blocks[0]  # (the history's row 0 is the start)
+    assert host.history["nfev"][first_block_end:] == compiled.history["nfev"][first_block_end:]
+    np.testing.assert_allclose(host.x, compiled.x, rtol=1e-9)

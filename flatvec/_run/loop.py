@@ -130,6 +130,11 @@ class CompiledLoop:
         self._eager_carry: Carry | None = None  # newer than the variables (advance_eagerly)
         self._held_interrupts: list[Any] = []  # a Ctrl-C that ended an eager block
         self._blas_threads = BlasThreads()  # NumPy's BLAS threads in host blocks
+        # In a host block: the objective's counters less the oracle's host tally at its start,
+        # so that each iteration's counts are this plus the tally (see advance_eagerly);
+        # None outside one, or once the tally has missed the counters (read them instead).
+        self._count_offset: np.ndarray | None = None
+        self._counts_tallied = True
         self._advance_concrete: Any = None
         self._shared_key: Any = None
         self._objective_captures: tuple[tf.Tensor, ...] = ()
@@ -317,24 +322,48 @@ class CompiledLoop:
         rows = np.full([MAX_ROWS, WIDTH], -1.0)
         started, in_objective = time.perf_counter(), self.oracle.host_seconds
         done = 0
+        if on_host and self._counts_tallied:
+            self._count_offset = np.array(counter_values(self.objective)) - \
+                self.oracle.host_counts()
         # The scalars of the stopping tests and the best point are NumPy scalars here (see
         # flatvec.scalar_ops), which meet inf and NaN as the graph's do, without warnings.
-        with (call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"),
-              scalar_ops.on_host(on_host),
-              self._blas_threads.limit(carry) if on_host else contextlib.nullcontext(),
-              interrupts_deferred(self._held_interrupts) as interrupted):
-            for i in range(iterations):
-                carry, counts = self._one_step(carry, rule)
-                self._eager_carry = carry
-                done = i + 1
-                row = rows[min(i, MAX_ROWS - 1)]
-                row[:] = host_report_row(carry, counts)
-                if interrupted or IterationRecord.from_row(row).status != int(Status.RUNNING):
-                    break
+        try:
+            with (call_options.lean_calls(self._calls_objective), np.errstate(all="ignore"),
+                  scalar_ops.on_host(on_host),
+                  self._blas_threads.limit(carry) if on_host else contextlib.nullcontext(),
+                  interrupts_deferred(self._held_interrupts) as interrupted):
+                for i in range(iterations):
+                    carry, counts = self._one_step(carry, rule)
+                    self._eager_carry = carry
+                    done = i + 1
+                    row = rows[min(i, MAX_ROWS - 1)]
+                    row[:] = host_report_row(carry, counts)
+                    if interrupted or IterationRecord.from_row(row).status != int(
+                            Status.RUNNING):
+                        break
+        finally:
+            offset, self._count_offset = self._count_offset, None
         if on_host:
             self._blas_threads.record(done, time.perf_counter() - started,
                                       self.oracle.host_seconds - in_objective)
+        if offset is not None:
+            self._check_tally(offset, rows[min(done, MAX_ROWS) - 1] if done else None)
         return Report(rows)
+
+    def _check_tally(self, offset: np.ndarray, last_row: np.ndarray | None) -> None:
+        """Check a host block's tallied counts (``offset`` plus the oracle's tally) against
+        the objective's counters. Where they differ (an objective that counts its calls in
+        its own way), the block's last row takes the counters' values and later blocks read
+        them every iteration; earlier rows of that block keep the tally's (the history's
+        intermediate ``nfev``; the result's counts are always the counters')."""
+        tallied = offset + self.oracle.host_counts()
+        actual = np.array(counter_values(self.objective))
+        if np.array_equal(tallied, actual):
+            return
+        self._counts_tallied = False
+        if last_row is not None:
+            first = IterationRecord._fields.index("nfev")
+            last_row[first:first + 3] = actual
 
     def raise_held_interrupt(self) -> None:
         """Raise the Ctrl-C that ended the last eager block, if one did (see
@@ -457,9 +486,15 @@ class CompiledLoop:
         ops = scalar_ops.for_context()  # eagerly (the eager tier): the scalars on the host
         f, best_f = ops.value(state.f), ops.value(carry.best_f)
         finite = ops.isfinite(f) & ops.value(vector_ops.all_finite(state.g))
-        # Eagerly the values, read once an iteration (the report row takes them too).
-        counts = (counters(self.objective) if ops is scalar_ops.TRACED
-                  else counter_values(self.objective))
+        # Eagerly the values, read once an iteration (the report row takes them too), or on
+        # the host the oracle's tally of its calls from the block's start.
+        if ops is scalar_ops.TRACED:
+            counts = counters(self.objective)
+        elif self._count_offset is not None:
+            nfev, njev, nhev = self._count_offset + self.oracle.host_counts()
+            counts = (nfev, njev, nhev)
+        else:
+            counts = counter_values(self.objective)
         evaluations = counts[0] + counts[2]
         new_nonfinite = self.oracle.fault_counts() - nonfinite_before
         faults = StepFaults(new_nonfinite[1] > 0, new_nonfinite[0] > 0)
