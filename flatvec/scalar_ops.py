@@ -99,6 +99,8 @@ def _host_clip(t: Any, lo: Any, hi: Any) -> Any:
 
 
 def _host_value(t: Any) -> Any:
+    if isinstance(t, np.generic):  # already a NumPy scalar (most calls: 0.05 against 0.26 us)
+        return t
     return np.asarray(t)[()]
 
 
@@ -108,7 +110,18 @@ def _numpy_dtype(dtype: Any) -> Any:
 
 
 def _host_constant(value: Any, dtype: Any) -> Any:
+    if isinstance(value, (float, int)):  # a Python number: its NumPy scalar directly
+        return _numpy_dtype(dtype)(value)
     return np.asarray(value, dtype=_numpy_dtype(dtype))[()]
+
+
+def _host_expand_dims(a: Any, axis: int) -> Any:
+    """``np.expand_dims`` by indexing (0.1 against 1.4 us: its axis checks are most of it)."""
+    if axis == 0:
+        return a[None]
+    if axis == -1 or axis == np.ndim(a):
+        return a[..., None]
+    return np.expand_dims(a, axis)
 
 
 def _host_gather(params: Any, indices: Any, axis: int = 0) -> Any:
@@ -127,7 +140,7 @@ HOST = ScalarOps(
     branch=lambda c, if_true, if_false: if_true() if c else if_false(),
     value=_host_value, constant=_host_constant, cast=_host_constant, tensor=tf.constant,
     zeros=tf.zeros,
-    select=np.where, expand_dims=np.expand_dims, squeeze=np.squeeze, gather=_host_gather,
+    select=np.where, expand_dims=_host_expand_dims, squeeze=np.squeeze, gather=_host_gather,
     range=np.arange, floormod=np.mod, one_hot_mask=lambda index, m: np.arange(m) == index,
     upper=np.triu, diag=np.diag, diag_part=np.diagonal, zeros_like=np.zeros_like,
     matvec=_host_kernel(tf.linalg.matvec),

@@ -325,3 +325,22 @@ def test_an_objective_that_counts_its_own_way_keeps_its_counts(monkeypatch, carr
     first_block_end = blocks[0]  # (the history's row 0 is the start)
     assert host.history["nfev"][first_block_end:] == compiled.history["nfev"][first_block_end:]
     np.testing.assert_allclose(host.x, compiled.x, rtol=1e-9)
+
+
+@pytest.mark.parametrize("structure", ["tensor", "namedtuple", "tuple", "nested"])
+def test_host_values_keep_the_outputs_structure_as_read_only_views(structure):
+    """The oracle's host results: each output tensor as a read-only NumPy view with its
+    values, in the structure the compiled function returned (tf.nest's, for any other)."""
+    from flatvec.objective import ValueAndGradient
+    from flatvec.oracle import _host_values
+
+    f, g = tf.constant(2.5, tf.float64), tf.constant([1.0, -np.inf], tf.float64)
+    outputs = {"tensor": g, "namedtuple": ValueAndGradient(f, g), "tuple": (f, g),
+               "nested": {"a": (f, g)}}[structure]
+    result, leaves = _host_values(outputs)
+    expected = tf.nest.map_structure(lambda t: t.numpy(), outputs)
+    tf.nest.assert_same_structure(result, expected)
+    assert type(result) is type(expected)
+    for leaf, want in zip(leaves, tf.nest.flatten(expected), strict=True):
+        np.testing.assert_array_equal(leaf, want)
+        assert np.ndim(leaf) == 0 or not leaf.flags.writeable
