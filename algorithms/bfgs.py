@@ -33,10 +33,12 @@ thousand variables.
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
+from flatvec import scalar_ops, vector_ops
 from flatvec.protocol import Oracle
 
 from .line_search import (
@@ -63,28 +65,37 @@ class BFGSMemory(NamedTuple):
 
 
 def bfgs_update(h: tf.Tensor, s: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    r"""The BFGS inverse update (N&W eq. 6.17) of ``h`` with the pair ``(s, y)``."""
+    r"""The BFGS inverse update (N&W eq. 6.17) of ``h`` with the pair ``(s, y)`` (tensors, or
+    NumPy arrays on the host)."""
     rho = 1.0 / dot(s, y)
-    u = tf.linalg.matvec(h, y)
+    u = vector_ops.matvec(h, y)
     ss = s[:, None] * s[None, :]
     su = s[:, None] * u[None, :]
-    return h - rho * (su + tf.transpose(su)) + (rho * rho * dot(y, u) + rho) * ss
+    su_t = su.T if isinstance(su, np.ndarray) else tf.transpose(su)
+    return h - rho * (su + su_t) + (rho * rho * dot(y, u) + rho) * ss
 
 
 class BFGSDirection(Direction):
     """:math:`d = -H g` with the dense BFGS inverse update (see the module docstring)."""
 
+    runs_on_host: ClassVar[bool] = True  # propose and update take NumPy arrays too
+
     def __init__(self, *, scale_h0: bool, first_trial: str) -> None:
         self.scale_h0, self.first_trial = scale_h0, first_trial
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> BFGSMemory:
-        gamma = unit_step_scale(g) if self.scale_h0 else tf.ones([], x.dtype)
-        return BFGSMemory(gamma * _eye_like(x), gamma, tf.constant(False), f + 0.5 * tf.norm(g))
+        ops = scalar_ops.for_context()  # (on the host: NumPy fields)
+        gamma = unit_step_scale(g) if self.scale_h0 else ops.tensor(ops.constant(1.0, x.dtype),
+                                                                   x.dtype)
+        f_prev = ops.value(f) + 0.5 * ops.value(vector_ops.norm(g))
+        return BFGSMemory(gamma * _eye_like(x), gamma, ops.tensor(ops.constant(False, tf.bool),
+                                                                  tf.bool),
+                          ops.tensor(f_prev, x.dtype))
 
     def propose(self, mem: BFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                 oracle: Oracle) -> Proposal:
-        one = tf.ones([], x.dtype)
-        d = -tf.linalg.matvec(mem.h, g)
+        one = scalar_ops.for_context().constant(1.0, x.dtype)
+        d = -vector_ops.matvec(mem.h, g)
         if self.first_trial == "scipy":  # N&W eq. 3.60, at most 1
             step0 = repeat_decrease_step(f, mem.f_prev, dot(g, d), 1.0)
         else:
@@ -94,24 +105,28 @@ class BFGSDirection(Direction):
 
     def update(self, mem: BFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                found: Restarted, proposal: Proposal) -> BFGSMemory:
+        ops = scalar_ops.for_context()  # eagerly: the scalars on the host
         ls = found.result
-        one = tf.ones([], x.dtype)
-        moved = ls.step > 0
+        one = ops.constant(1.0, x.dtype)
+        moved = ops.value(ls.step) > 0
         s, y = ls.x - x, ls.g - g
-        sy, yy = dot(s, y), dot(y, y)
-        keep = moved & (sy > machine_eps(x.dtype) * yy) & tf.math.is_finite(sy)
+        sy, yy = ops.value(dot(s, y)), ops.value(dot(y, y))
+        keep = moved & (sy > machine_eps(x.dtype) * yy) & ops.isfinite(sy)
+        restarted, updated = ops.value(found.restarted), ops.value(mem.updated)
         if self.scale_h0:  # eq. 6.20 before the first update
-            gamma = tf.where(keep, sy / tf.where(keep, yy, one), mem.gamma)
-            fresh = found.restarted | ~mem.updated
+            gamma = ops.where(keep, sy / ops.where(keep, yy, one), ops.value(mem.gamma))
+            fresh = restarted | ~updated
         else:  # H0 = I, also after a reset
-            gamma, fresh = mem.gamma, found.restarted
+            gamma, fresh = ops.value(mem.gamma), restarted
         # Eq. 6.20: the first update (and the first after a reset) starts from gamma * I.
         # Conds, not selects: an n x n select (and the scaled identity) every iteration cost
         # more than the update itself at n ~ 1000; a skipped pair's update is never computed.
-        h = tf.cond(fresh, lambda: gamma * _eye_like(x), lambda: mem.h)
-        h = tf.cond(keep, lambda: bfgs_update(h, s, y), lambda: h)
-        return BFGSMemory(h, gamma, keep | (mem.updated & ~found.restarted),
-                          tf.where(moved, f, mem.f_prev))
+        h = ops.branch(fresh, lambda: gamma * _eye_like(x), lambda: mem.h)
+        h = ops.branch(keep, lambda: bfgs_update(h, s, y), lambda: h)
+        return BFGSMemory(h, ops.tensor(gamma, x.dtype),
+                          ops.tensor(keep | (updated & ~restarted), tf.bool),
+                          ops.tensor(ops.where(moved, ops.value(f), ops.value(mem.f_prev)),
+                                     x.dtype))
 
 
 class BFGS(LineSearchMethod):
@@ -165,5 +180,8 @@ class BFGS(LineSearchMethod):
         super().__init__(BFGSDirection(scale_h0=self.scale_h0, first_trial=first_trial), search)
 
 
-def _eye_like(x: tf.Tensor) -> tf.Tensor:
+def _eye_like(x: tf.Tensor) -> Any:
+    """The identity of ``x``'s size and dtype (a NumPy array for a NumPy ``x``)."""
+    if isinstance(x, np.ndarray):
+        return np.eye(x.shape[0], dtype=x.dtype)
     return tf.linalg.diag(tf.ones_like(x))

@@ -47,10 +47,12 @@ methods", Pacific J. Optim. 2(1), 2006.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
+from flatvec import scalar_ops, vector_ops
 from flatvec.protocol import Oracle
 
 from .line_search import (
@@ -70,44 +72,55 @@ __all__ = ["BETA_RULES", "CGDirection", "CGMemory", "ConjugateGradient"]
 BetaRule = Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 
+# The built-in rules are written on flatvec.scalar_ops (host scalars eagerly, tensors when
+# traced) and vector_ops (NumPy arrays on the host): the method runs on the host with them.
 def _ratio(num: tf.Tensor, den: tf.Tensor) -> tf.Tensor:
     """``num / den``, 0 (a restart) where ``den`` is 0 or the ratio is not finite."""
+    ops = scalar_ops.for_context()
+    num, den = ops.value(num), ops.value(den)
     ok = den != 0
-    r = num / tf.where(ok, den, tf.ones_like(den))
-    return tf.where(ok & tf.math.is_finite(r), r, tf.zeros_like(r))
+    r = num / ops.where(ok, den, ops.ones_like(den))
+    return ops.where(ok & ops.isfinite(r), r, ops.zeros_like(r))
+
+
+def _dot(a: tf.Tensor, b: tf.Tensor) -> Any:
+    return scalar_ops.for_context().value(dot(a, b))
 
 
 def beta_fr(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Fletcher–Reeves."""
-    return _ratio(dot(g_new, g_new), dot(g, g))
+    return _ratio(_dot(g_new, g_new), _dot(g, g))
 
 
 def beta_pr(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Polak–Ribière."""
-    return _ratio(dot(g_new, y), dot(g, g))
+    return _ratio(_dot(g_new, y), _dot(g, g))
 
 
 def beta_pr_plus(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Polak–Ribière, clipped at 0 (a restart when negative)."""
-    return tf.maximum(beta_pr(g_new, g, d, y), 0.0)
+    return scalar_ops.for_context().maximum(beta_pr(g_new, g, d, y), 0.0)
 
 
 def beta_hs(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Hestenes–Stiefel."""
-    return _ratio(dot(g_new, y), dot(d, y))
+    return _ratio(_dot(g_new, y), _dot(d, y))
 
 
 def beta_dy(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Dai–Yuan."""
-    return _ratio(dot(g_new, g_new), dot(d, y))
+    return _ratio(_dot(g_new, g_new), _dot(d, y))
 
 
 def beta_hz(g_new: tf.Tensor, g: tf.Tensor, d: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Hager–Zhang, with CG_DESCENT's lower bound :math:`\\eta_k`."""
-    dy = dot(d, y)
-    beta = _ratio(dot(g_new, y) - 2.0 * _ratio(dot(y, y), dy) * dot(d, g_new), dy)
-    eta = -1.0 / (tf.norm(d) * tf.minimum(tf.constant(0.01, g.dtype), tf.norm(g)))
-    return tf.maximum(beta, tf.where(tf.math.is_finite(eta), eta, beta))
+    ops = scalar_ops.for_context()
+    dy = _dot(d, y)
+    beta = _ratio(_dot(g_new, y) - 2.0 * _ratio(_dot(y, y), dy) * _dot(d, g_new), dy)
+    norm_d, norm_g = ops.value(vector_ops.norm(d)), ops.value(vector_ops.norm(g))
+    with np.errstate(divide="ignore", invalid="ignore"):  # (host scalars: inf as TF's)
+        eta = -1.0 / (norm_d * ops.minimum(ops.constant(0.01, norm_g.dtype), norm_g))
+    return ops.maximum(beta, ops.where(ops.isfinite(eta), eta, beta))
 
 
 BETA_RULES: dict[str, BetaRule] = {
@@ -136,34 +149,42 @@ class CGDirection(Direction):
         self.max_first_step = max_first_step
         self.descent_check = descent_check
         self.stop_on_stall = stop_on_stall
+        # On NumPy arrays with the built-in rules only: a rule of the user's may be written
+        # with TensorFlow ops, which would turn the host's arrays into tensors.
+        self.runs_on_host = any(beta_rule is rule for rule in BETA_RULES.values())
 
     def init(self, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> CGMemory:
+        ops = scalar_ops.for_context()  # (on the host: NumPy fields)
         # f_prev chosen so that eq. 3.60 gives a first step of length 1 along -g.
-        return CGMemory(-g, f + 0.5 * tf.norm(g) / 1.01)
+        return CGMemory(-g, ops.tensor(ops.value(f) + 0.5 * ops.value(vector_ops.norm(g)) / 1.01,
+                                       x.dtype))
 
     def propose(self, mem: CGMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                 oracle: Oracle) -> Proposal:
+        ops = scalar_ops.for_context()
         d, fallback = mem.d, -g
         search = None
         if self.stop_on_stall:
             # The last step changed f by a few ulps at most: f no longer resolves a decrease.
-            tiny = 4.0 * machine_eps(x.dtype) * tf.abs(f)
-            search = ~(mem.f_prev - f <= tiny)
+            tiny = 4.0 * machine_eps(x.dtype) * ops.abs(ops.value(f))
+            search = ~(ops.value(mem.f_prev) - ops.value(f) <= tiny)
         return Proposal(
             d, self._first_trial(mem, f, g, d),
             fallback_d=fallback, fallback_step0=self._first_trial(mem, f, g, fallback),
-            can_restart=tf.reduce_any(d != fallback), search=search,
+            can_restart=vector_ops.any_differ(d, fallback), search=search,
             extra_condition=self._descent_condition(g),
         )
 
     def update(self, mem: CGMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,
                found: Restarted, proposal: Proposal) -> CGMemory:
+        ops = scalar_ops.for_context()
         ls = found.result
-        moved = ls.step > 0
-        d_used = tf.where(found.restarted, proposal.fallback_d, proposal.d)
+        moved = ops.value(ls.step) > 0
+        d_used = vector_ops.select(ops.value(found.restarted), proposal.fallback_d, proposal.d)
         beta = self.beta_rule(ls.g, g, d_used, ls.g - g)
-        d_next = tf.where(moved, -ls.g + beta * d_used, -g)
-        return CGMemory(d_next, tf.where(moved, f, mem.f_prev))
+        d_next = vector_ops.select(moved, -ls.g + beta * d_used, -g)
+        return CGMemory(d_next, ops.tensor(ops.where(moved, ops.value(f), ops.value(mem.f_prev)),
+                                           x.dtype))
 
     def _descent_condition(self, g: tf.Tensor) -> ExtraCondition | None:
         r"""None, or ``cond(d, g_new)``: the next direction
@@ -175,7 +196,7 @@ class CGDirection(Direction):
 
         def cond(d: tf.Tensor, g_new: tf.Tensor) -> tf.Tensor:
             d_next = -g_new + self.beta_rule(g_new, g, d, g_new - g) * d
-            return dot(d_next, g_new) <= -sigma * dot(g_new, g_new)
+            return _dot(d_next, g_new) <= -sigma * _dot(g_new, g_new)
 
         return cond
 
@@ -191,7 +212,9 @@ class ConjugateGradient(LineSearchMethod):
     ----------
     beta : str or callable
         ``"pr+"`` (default), ``"pr"``, ``"fr"``, ``"hs"``, ``"dy"``, ``"hz"``, or a function
-        ``beta(g_new, g, d, y) -> scalar``.
+        ``beta(g_new, g, d, y) -> scalar``. The built-in rules also run on NumPy arrays (the
+        eager tier on the host, :mod:`flatvec._run.tiers`); a function of your own gets
+        tensors in every tier.
     c1, c2 : float
         Wolfe constants; ``c2`` below 1/2 for the theory of FR and PR+.
     max_evals : int

@@ -169,16 +169,19 @@ def repeat_decrease_step(
     r"""First trial step that repeats the last decrease on a quadratic model (N&W eq. 3.60):
     :math:`\alpha_0 = 2.02\,(f_{k-1} - f_k) / |\phi'(0)|`, 1 where that is not a positive
     finite number, and at most ``max_step`` when given (SciPy's CG and BFGS cap it at 1)."""
-    a0 = 2.02 * (f - f_prev) / slope
-    one = tf.ones_like(a0)
-    a0 = tf.where(tf.math.is_finite(a0) & (a0 > 0), a0, one)
+    ops = scalar_ops.for_context()  # eagerly: on the host
+    with np.errstate(divide="ignore", invalid="ignore"):  # (host scalars: inf, NaN as TF's)
+        a0 = 2.02 * (ops.value(f) - ops.value(f_prev)) / ops.value(slope)
+    one = ops.ones_like(a0)
+    a0 = ops.where(ops.isfinite(a0) & (a0 > 0), a0, one)
     if max_step is not None:
-        a0 = tf.minimum(a0, tf.constant(max_step, a0.dtype))
+        a0 = ops.minimum(a0, ops.constant(max_step, a0.dtype))
     return a0
 
 
 def cubic_minimizer(
-    a: tf.Tensor, fa: tf.Tensor, da: tf.Tensor, b: tf.Tensor, fb: tf.Tensor, db: tf.Tensor
+    a: tf.Tensor, fa: tf.Tensor, da: tf.Tensor, b: tf.Tensor, fb: tf.Tensor, db: tf.Tensor,
+    ops: scalar_ops.ScalarOps = scalar_ops.TRACED,
 ) -> tf.Tensor:
     r"""Minimizer of the cubic that interpolates :math:`\phi, \phi'` at ``a`` and ``b``.
 
@@ -190,29 +193,31 @@ def cubic_minimizer(
         t = b - (b - a)\frac{\phi'_b + d_2 - d_1}{\phi'_b - \phi'_a + 2 d_2}.
 
     The square root is taken on rescaled quantities (as in Moré & Thuente) so that large
-    slopes do not overflow. Returns NaN where the cubic has no local minimizer.
+    slopes do not overflow. Returns NaN where the cubic has no local minimizer. ``ops``: the
+    kind of the scalars (:mod:`flatvec.scalar_ops`; tensors by default).
     """
     d1 = da + db - 3.0 * (fa - fb) / (a - b)
-    scale = tf.maximum(tf.maximum(tf.abs(d1), tf.abs(da)), tf.abs(db))
-    safe = tf.where(scale > 0, scale, tf.ones_like(scale))
+    scale = ops.maximum(ops.maximum(ops.abs(d1), ops.abs(da)), ops.abs(db))
+    safe = ops.where(scale > 0, scale, ops.ones_like(scale))
     disc = (d1 / safe) ** 2 - (da / safe) * (db / safe)
-    d2 = tf.sign(b - a) * safe * tf.sqrt(tf.maximum(disc, 0.0))
+    d2 = ops.sign(b - a) * safe * ops.sqrt(ops.maximum(disc, 0.0))
     t = b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2)
-    ok = (disc >= 0) & tf.math.is_finite(t)
-    return tf.where(ok, t, tf.constant(float("nan"), t.dtype))
+    ok = (disc >= 0) & ops.isfinite(t)
+    return ops.where(ok, t, ops.constant(float("nan"), t.dtype))
 
 
 def quadratic_minimizer(
-    a: tf.Tensor, fa: tf.Tensor, da: tf.Tensor, b: tf.Tensor, fb: tf.Tensor
+    a: tf.Tensor, fa: tf.Tensor, da: tf.Tensor, b: tf.Tensor, fb: tf.Tensor,
+    ops: scalar_ops.ScalarOps = scalar_ops.TRACED,
 ) -> tf.Tensor:
     r"""Minimizer of the quadratic with value and slope ``fa, da`` at ``a`` and value ``fb``
     at ``b`` (N&W eq. 3.57): :math:`a - \phi'_a (b-a)^2 / (2(\phi_b - \phi_a - \phi'_a(b-a)))`.
-    NaN where the quadratic is not convex."""
+    NaN where the quadratic is not convex. ``ops`` as for :func:`cubic_minimizer`."""
     h = b - a
     curv = fb - fa - da * h
     t = a - da * h * h / (2.0 * curv)
-    ok = (curv > 0) & tf.math.is_finite(t)
-    return tf.where(ok, t, tf.constant(float("nan"), t.dtype))
+    ok = (curv > 0) & ops.isfinite(t)
+    return ops.where(ok, t, ops.constant(float("nan"), t.dtype))
 
 
 class Restarted(NamedTuple):

@@ -130,9 +130,11 @@ class Direction:
 
 
 def _no_step(x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Restarted:
-    none = tf.zeros([], tf.int32)
-    return Restarted(LineSearchResult(tf.zeros_like(f), x, f, g, none, tf.constant(False)),
-                     tf.constant(False), none)
+    ops = scalar_ops.for_context()  # (on the host: NumPy fields)
+    none = ops.tensor(ops.constant(0, tf.int32), tf.int32)
+    false = ops.tensor(ops.constant(False, tf.bool), tf.bool)
+    return Restarted(LineSearchResult(ops.tensor(ops.constant(0.0, x.dtype), x.dtype), x, f, g,
+                                      none, false), false, none)
 
 
 class LineSearchMethod(Algorithm):
@@ -196,4 +198,4 @@ class LineSearchMethod(Algorithm):
 
         if p.search is None:
             return run()
-        return tf.cond(p.search, run, lambda: _no_step(x, f, g))
+        return ops.branch(ops.value(p.search), run, lambda: _no_step(x, f, g))

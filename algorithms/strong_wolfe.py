@@ -9,7 +9,9 @@ Finds :math:`\alpha > 0` with
 following Nocedal & Wright (2006), Algorithm 3.5 (bracketing) and Algorithm 3.6 (zoom), with
 safeguarded cubic interpolation for both the zoom trials and the extrapolation. Both phases
 run in one ``tf.while_loop`` over a fixed-shape state, so the search traces into one graph and
-compiles under XLA.
+compiles under XLA. Run eagerly (the eager tier), the same trial logic is a Python loop on
+host scalars (:mod:`flatvec.scalar_ops`), on NumPy arrays too where the method runs on the
+host.
 
 A trial point where ``f`` or ``g`` is not finite counts as "too far": it becomes the far end
 of the bracket and the next trial moves back towards the last good point.
@@ -28,14 +30,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import tensorflow as tf
+
+from flatvec.scalar_ops import TRACED, ScalarOps, for_context
 
 from .line_search import (
     LineSearchResult,
     check_wolfe_options,
     cubic_minimizer,
     dot,
-    finite_trial,
     machine_eps,
     quadratic_minimizer,
 )
@@ -141,6 +145,7 @@ class StrongWolfe:
                 f"xtol={self.xtol}, max_step={self.max_step}, noise={self.noise})")
 
     takes_reference: ClassVar[bool] = False
+    runs_on_host: ClassVar[bool] = True  # on NumPy arrays too (flatvec.scalar_ops.on_host)
     takes_extra_condition: ClassVar[bool] = False
     restarts_in_loop: ClassVar[bool] = True
 
@@ -189,120 +194,151 @@ class StrongWolfe:
         step0: tf.Tensor,
         fallback: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None,
     ) -> tuple[LineSearchResult, tf.Tensor]:
+        # Eagerly (the eager tier, a search called outside tf.function) the scalars live on
+        # the host as NumPy scalars; traced, they are tensors of the compiled loop.
+        ops = for_context()
         dtype = x.dtype
-        c1, c2 = tf.constant(self.c1, dtype), tf.constant(self.c2, dtype)
-        max_step = tf.constant(self.max_step, dtype)
-        zero = tf.zeros([], dtype)
+        c1, c2 = ops.constant(self.c1, dtype), ops.constant(self.c2, dtype)
+        max_step = ops.constant(self.max_step, dtype)
+        zero = ops.constant(0.0, dtype)
+        false, true = ops.constant(False, tf.bool), ops.constant(True, tf.bool)
+        f0 = ops.cast(ops.value(f), dtype)
         rel = self.noise if self.noise is not None else 1e3 * machine_eps(dtype)
-        noise = rel * tf.abs(f)
+        noise = rel * ops.abs(f0)
 
-        def start(direction: tf.Tensor, step: tf.Tensor, nfev: tf.Tensor,
-                  restarted: tf.Tensor) -> _Loop:
-            d0 = dot(g, direction)
-            origin = _Point(zero, f, d0)
+        def start(direction: tf.Tensor, d0: Any, step: Any, nfev: Any, restarted: Any) -> _Loop:
+            origin = _Point(zero, f0, d0)
             return _Loop(
-                nfev=nfev, trial=tf.cast(step, dtype), lo=origin, lo_g=g, hi=origin,
-                hi_finite=tf.constant(True), bracketed=tf.constant(False),
-                done=tf.constant(False), success=tf.constant(False), d=direction, d0=d0,
-                attempt_nfev=tf.zeros([], tf.int32), restarted=restarted,
+                nfev=nfev, trial=ops.cast(step, dtype), lo=origin, lo_g=g, hi=origin,
+                hi_finite=true, bracketed=false, done=false, success=false, d=direction,
+                d0=d0, attempt_nfev=ops.constant(0, tf.int32), restarted=restarted,
             )
 
-        def body(s: _Loop) -> tuple[_Loop]:
+        def trial(s: _Loop) -> _Loop:
+            """Evaluate the trial ``s.trial``; the search's state after it."""
             d, d0 = s.d, s.d0
             a = s.trial
             xa = x + a * d
             fa, ga = oracle(xa)
-            da = dot(ga, d)
-            finite = finite_trial(fa, da)
-            armijo = finite & (fa <= f + c1 * a * d0)
+            fa = ops.value(fa)
+            da = ops.value(dot(ga, d))
+            finite = ops.isfinite(fa) & ops.isfinite(da)  # finite_trial, on ops
+            armijo = finite & (fa <= f0 + c1 * a * d0)
             # Slope sign relative to the far end (or forward, before bracketing): >= 0 means
             # a minimizer lies between the best point and this trial.
-            toward_hi = tf.where(s.bracketed, da * (s.hi.a - s.lo.a), da)
+            toward_hi = ops.where(s.bracketed, da * (s.hi.a - s.lo.a), da)
             # Values indistinguishable from f(x) within rounding: trust the slopes instead
             # (the approximate Wolfe conditions of Hager & Zhang).
-            noisy = finite & (tf.abs(fa - f) <= noise) & (tf.abs(s.lo.f - f) <= noise)
+            noisy = finite & (ops.abs(fa - f0) <= noise) & (ops.abs(s.lo.f - f0) <= noise)
             classic_too_far = ~armijo | (fa >= s.lo.f)
-            accept = (tf.abs(da) <= -c2 * d0) & (noisy | ~classic_too_far)
-            too_far = ~accept & tf.where(noisy, toward_hi >= 0, classic_too_far)
+            accept = (ops.abs(da) <= -c2 * d0) & (noisy | ~classic_too_far)
+            too_far = ~accept & ops.where(noisy, toward_hi >= 0, classic_too_far)
             # Better point but the slope turned uphill: the old best becomes the far end.
             flip = ~too_far & ~accept & (toward_hi >= 0)
             new = _Point(a, fa, da)
-            lo = _where(too_far, s.lo, new)
-            hi = _where(too_far, new, _where(flip, s.lo, s.hi))
-            hi_finite = tf.where(too_far, finite, tf.where(flip, True, s.hi_finite))
+            lo = _where(ops, too_far, s.lo, new)
+            hi = _where(ops, too_far, new, _where(ops, flip, s.lo, s.hi))
+            hi_finite = ops.where(too_far, finite, ops.where(flip, true, s.hi_finite))
             bracketed = s.bracketed | too_far | flip
             # A cond, not a select: the kept gradient is passed on, not copied.
-            lo_g = tf.cond(too_far, lambda: s.lo_g, lambda: ga)
+            lo_g = ops.branch(too_far, lambda: s.lo_g, lambda: ga)
 
-            trial = tf.where(
+            next_trial = ops.where(
                 bracketed,
-                _zoom_trial(lo, hi, hi_finite, noise),
-                tf.minimum(_extrapolate(s.lo, new), max_step),
+                _zoom_trial(ops, lo, hi, hi_finite, noise),
+                ops.minimum(_extrapolate(ops, s.lo, new), max_step),
             )
-            width = tf.abs(hi.a - lo.a)
+            width = ops.abs(hi.a - lo.a)
             narrow = bracketed & (lo.a > 0) & (width <= self.xtol * lo.a)
             stuck = ~bracketed & (lo.a >= max_step)
             attempt_nfev = s.attempt_nfev + 1
-            done = (accept | narrow | stuck | ~tf.math.is_finite(trial)
+            done = (accept | narrow | stuck | ~ops.isfinite(next_trial)
                     | (attempt_nfev >= self.max_evals))
-            after = _Loop(s.nfev + 1, trial, lo, lo_g, hi, hi_finite, bracketed, done, accept,
-                          d, d0, attempt_nfev, s.restarted)
+            return _Loop(s.nfev + 1, next_trial, lo, lo_g, hi, hi_finite, bracketed, done,
+                         accept, d, d0, attempt_nfev, s.restarted)
+
+        def restarts(after: _Loop) -> Any:
+            """Whether the search starts again along the fallback direction: it ended without
+            a decrease, and may restart (once)."""
+            no_decrease = after.done & ~after.success & ~(after.lo.f < f0)
+            return no_decrease & ops.value(fallback[2]) & ~after.restarted
+
+        budget = self.max_evals * (1 if fallback is None else 2)
+        if ops is not TRACED:  # a Python loop on host scalars
+            with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
+                s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
+                          false)
+                for _ in range(budget):
+                    if s.done:
+                        break
+                    s = trial(s)
+                    if fallback is not None and restarts(s):
+                        fallback_d, fallback_step0, _ = fallback
+                        s = start(fallback_d, ops.value(dot(g, fallback_d)),
+                                  ops.value(fallback_step0), s.nfev, true)
+                return _result(ops, x, f0, g, zero, s)
+
+        def body(s: _Loop) -> tuple[_Loop]:
+            after = trial(s)
             if fallback is None:
                 return (after,)
-            fallback_d, fallback_step0, can_restart = fallback
-            no_decrease = done & ~accept & ~(lo.f < f)
-            restart = no_decrease & can_restart & ~s.restarted
+            fallback_d, fallback_step0, _ = fallback
             return (tf.cond(
-                restart,
-                lambda: start(fallback_d, fallback_step0, after.nfev, tf.constant(True)),
+                restarts(after),
+                lambda: start(fallback_d, dot(g, fallback_d), fallback_step0, after.nfev,
+                              tf.constant(True)),
                 lambda: after,
             ),)
 
-        def cond(s: _Loop) -> tf.Tensor:
-            return ~s.done
-
-        budget = self.max_evals * (1 if fallback is None else 2)
-        init = start(d, step0, tf.zeros([], tf.int32), tf.constant(False))
-        (s,) = tf.while_loop(cond, body, (init,), maximum_iterations=budget)
-        # Without the conditions, only a strict decrease is worth returning (a point accepted
-        # in the noisy regime may be up to `noise` above f).
-        keep = s.success | (s.lo.f < f)
-        # `x + a * d` is the expression the trial point was evaluated at, so the returned
-        # point is that point bit for bit.
-        x_new, g_new = tf.cond(keep, lambda: (x + s.lo.a * s.d, s.lo_g), lambda: (x, g))
-        result = LineSearchResult(
-            tf.where(keep, s.lo.a, zero), x_new, tf.where(keep, s.lo.f, f), g_new, s.nfev,
-            s.success,
-        )
-        return result, s.restarted
+        init = start(d, dot(g, d), step0, tf.zeros([], tf.int32), false)
+        (s,) = tf.while_loop(lambda s: ~s.done, body, (init,), maximum_iterations=budget)
+        return _result(ops, x, f0, g, zero, s)
 
 
-def _where(cond: tf.Tensor, a: _Point, b: _Point) -> _Point:
-    return _Point(*(tf.where(cond, u, v) for u, v in zip(a, b, strict=True)))
+def _result(ops: ScalarOps, x: tf.Tensor, f0: Any, g: tf.Tensor, zero: Any,
+            s: _Loop) -> tuple[LineSearchResult, tf.Tensor]:
+    """The search's result from its final state, and whether it restarted."""
+    # Without the conditions, only a strict decrease is worth returning (a point accepted
+    # in the noisy regime may be up to `noise` above f).
+    keep = s.success | (s.lo.f < f0)
+    # `x + a * d` is the expression the trial point was evaluated at, so the returned
+    # point is that point bit for bit.
+    x_new, g_new = ops.branch(keep, lambda: (x + s.lo.a * s.d, s.lo_g), lambda: (x, g))
+    dtype = x.dtype
+    result = LineSearchResult(
+        ops.tensor(ops.where(keep, s.lo.a, zero), dtype), x_new,
+        ops.tensor(ops.where(keep, s.lo.f, f0), dtype), g_new,
+        ops.tensor(s.nfev, tf.int32), ops.tensor(s.success, tf.bool),
+    )
+    return result, ops.tensor(s.restarted, tf.bool)
 
 
-def _zoom_trial(lo: _Point, hi: _Point, hi_finite: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+def _where(ops: ScalarOps, cond: Any, a: _Point, b: _Point) -> _Point:
+    return _Point(*(ops.where(cond, u, v) for u, v in zip(a, b, strict=True)))
+
+
+def _zoom_trial(ops: ScalarOps, lo: _Point, hi: _Point, hi_finite: Any, noise: Any) -> Any:
     """Next trial inside the bracket: cubic interpolation of both ends, else the quadratic
     from ``lo``'s value and slope and ``hi``'s value, else bisection; kept away from both ends
     so that the bracket shrinks. When the two values differ by no more than rounding noise,
     the secant step on the slopes."""
     width = hi.a - lo.a
-    cubic = cubic_minimizer(lo.a, lo.f, lo.d, hi.a, hi.f, hi.d)
-    quad = quadratic_minimizer(lo.a, lo.f, lo.d, hi.a, hi.f)
-    t = tf.where(tf.math.is_finite(cubic), cubic, quad)
+    cubic = cubic_minimizer(lo.a, lo.f, lo.d, hi.a, hi.f, hi.d, ops)
+    quad = quadratic_minimizer(lo.a, lo.f, lo.d, hi.a, hi.f, ops)
+    t = ops.where(ops.isfinite(cubic), cubic, quad)
     secant = lo.a - lo.d * width / (hi.d - lo.d)
-    t = tf.where(tf.abs(hi.f - lo.f) <= noise, secant, t)
-    t = tf.where(tf.math.is_finite(t), t, lo.a + 0.5 * width)
-    frac = tf.clip_by_value((t - lo.a) / width, _ZOOM_GUARD_LO, 1.0 - _ZOOM_GUARD_HI)
-    frac = tf.where(hi_finite, frac, _NONFINITE_SHRINK)
+    t = ops.where(ops.abs(hi.f - lo.f) <= noise, secant, t)
+    t = ops.where(ops.isfinite(t), t, lo.a + 0.5 * width)
+    frac = ops.clip((t - lo.a) / width, _ZOOM_GUARD_LO, 1.0 - _ZOOM_GUARD_HI)
+    frac = ops.where(hi_finite, frac, ops.constant(_NONFINITE_SHRINK, width.dtype))
     return lo.a + frac * width
 
 
-def _extrapolate(prev: _Point, cur: _Point) -> tf.Tensor:
+def _extrapolate(ops: ScalarOps, prev: _Point, cur: _Point) -> Any:
     """Next trial beyond ``cur`` while the slope is still steeply downhill: the cubic's
     minimizer, kept within ``[cur + 1.1 (cur - prev), cur + 10 (cur - prev)]``."""
     span = cur.a - prev.a
     lo, hi = cur.a + _EXTRAP_LO * span, cur.a + _EXTRAP_HI * span
-    t = cubic_minimizer(prev.a, prev.f, prev.d, cur.a, cur.f, cur.d)
-    t = tf.where(tf.math.is_finite(t) & (t > cur.a), t, hi)
-    return tf.clip_by_value(t, lo, hi)
+    t = cubic_minimizer(prev.a, prev.f, prev.d, cur.a, cur.f, cur.d, ops)
+    t = ops.where(ops.isfinite(t) & (t > cur.a), t, hi)
+    return ops.clip(t, lo, hi)

@@ -34,8 +34,9 @@ with :mod:`flatvec.scalar_ops` (``for_context()``) for its scalar logic,
 :mod:`flatvec.vector_ops` for its passes over n, and arithmetic operators, which both kinds
 have. The eager tier (:mod:`flatvec._run.tiers`) then runs its iterations on NumPy arrays,
 TensorFlow only inside the objective's compiled functions: its state is NumPy there,
-results agree with the compiled loop to rounding. L-BFGS with Moré–Thuente declares it; a
-line-search method takes it where its direction and its search both declare it.
+results agree with the compiled loop to rounding. L-BFGS, BFGS and CG (with its built-in
+rules) declare it, and so do both Wolfe searches; a line-search method takes it where its
+direction and its search both declare it.
 
 An optional method: ``result_note(state) -> str``, a sentence the driver appends to the
 result's message (run on the host with the final state; ``lm`` says which solver ran).

@@ -32,8 +32,8 @@ import tensorflow as tf
 
 from flatvec._thread_flags import flag_set
 
-__all__ = ["all_finite", "combine_rows", "dot", "max_abs", "matvec", "norm", "traced_for_xla",
-           "xla_scope"]
+__all__ = ["all_finite", "any_differ", "combine_rows", "dot", "max_abs", "matvec", "norm",
+           "select", "traced_for_xla", "xla_scope"]
 
 _scope = threading.local()  # per thread: tracing is per thread
 
@@ -90,6 +90,20 @@ def norm(a: tf.Tensor) -> tf.Tensor:
     if isinstance(a, np.ndarray):
         return np.sqrt(tf.reduce_sum(a * a).numpy())
     return tf.norm(a)
+
+
+def select(condition: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """``a`` where the scalar ``condition`` holds, else ``b`` (a select: both computed)."""
+    if isinstance(a, np.ndarray):
+        return a if condition else b
+    return tf.where(condition, a, b)
+
+
+def any_differ(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Whether ``a`` and ``b`` differ in any entry."""
+    if isinstance(a, np.ndarray):
+        return np.any(a != b)
+    return tf.reduce_any(a != b)
 
 
 def max_abs(a: tf.Tensor) -> tf.Tensor:

@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from flatvec.algorithms.backtracking import Backtracking
+from flatvec.algorithms.bfgs import BFGS
 from flatvec.algorithms.cg import ConjugateGradient
 from flatvec.algorithms.lbfgs import LBFGS
 from hypothesis import given, settings
@@ -61,22 +63,36 @@ def _assert_same_run(host, compiled, rtol, loss_floor=0.0):
     assert host.history["nfev"] == compiled.history["nfev"]
 
 
-def test_lbfgs_declares_it_and_other_methods_do_not():
-    assert LBFGS().runs_on_host
-    assert not LBFGS(line_search="strong_wolfe").runs_on_host
-    assert not ConjugateGradient().runs_on_host
+def test_the_quasi_newton_and_cg_methods_declare_it_and_others_do_not():
+    assert LBFGS().runs_on_host and LBFGS(line_search="strong_wolfe").runs_on_host
+    assert BFGS().runs_on_host and BFGS(line_search="more_thuente").runs_on_host
+    assert ConjugateGradient().runs_on_host and ConjugateGradient(beta="hz").runs_on_host
+    # A rule of the user's may be TensorFlow code; so may a search the host cannot run.
+    assert not ConjugateGradient(beta=lambda g_new, g, d, y: tf.zeros([], g.dtype)).runs_on_host
+    assert not LBFGS(line_search=Backtracking()).runs_on_host
+    assert not flatvec.get_algorithm("newton-cg").runs_on_host
 
 
+# (algorithm, options): the methods that run on the host, with their searches and rules.
+HOST_METHODS = [("lbfgs", {}), ("lbfgs", {"line_search": "strong_wolfe"}), ("bfgs", {}),
+                ("bfgs", {"line_search": "more_thuente", "first_trial": "scipy",
+                          "scale_h0": False}),
+                ("cg", {}), ("cg", {"beta": "hz"}), ("cg", {"beta": "fr"}),
+                ("cg", {"line_search": "more_thuente", "c2": 0.4, "max_first_step": 1.0,
+                        "descent_check": 0.01})]
+
+
+@pytest.mark.parametrize("algo, options", HOST_METHODS)
 @pytest.mark.parametrize("dtype, rtol, loss_floor", [(tf.float64, 1e-9, 0.0),
                                                      (tf.float32, 2e-4, 1e-9)])
-def test_a_short_lbfgs_run_on_the_host_is_the_compiled_run(monkeypatch, carries, dtype, rtol,
-                                                           loss_floor):
+def test_a_short_run_on_the_host_is_the_compiled_run(monkeypatch, carries, algo, options,
+                                                     dtype, rtol, loss_floor):
     scales = tf.constant(np.linspace(1.0, 30.0, 12), dtype)
 
     def run():
         fun = lambda x: tf.reduce_sum(scales * (x - 1.0) ** 2 + 0.1 * (x - 1.0) ** 4)  # noqa: E731
-        return flatvec.minimize(fun, tf.zeros([12], dtype), "lbfgs", max_iter=15, gtol=0.0,
-                                ftol=0.0)
+        return flatvec.minimize(fun, tf.zeros([12], dtype), algo, max_iter=15, gtol=0.0,
+                                ftol=0.0, **options)
 
     host = run()
     assert carries and all(t is np.ndarray for t in carries)

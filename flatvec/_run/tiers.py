@@ -7,7 +7,8 @@ n = 2 and on the digits MLP alike (trace 0.27 s, first call 0.27 s; 0.23 s even 
 off). The same iteration run eagerly (:meth:`~flatvec._run.loop.CompiledLoop.advance_eagerly`)
 has nothing to set up and costs more per iteration. Two kinds:
 
-- **on the host**, for algorithms that declare ``runs_on_host`` (L-BFGS with Moré–Thuente):
+- **on the host**, for algorithms that declare ``runs_on_host`` (L-BFGS, BFGS and CG with
+  either Wolfe search):
   the iterate, gradient and buffers are NumPy arrays, the objective's compiled functions are
   called on them, and no TensorFlow op is dispatched between two evaluations
   (:func:`flatvec.scalar_ops.on_host`). An iteration costs, against compiled (the
