@@ -254,3 +254,27 @@ def test_the_eager_tier_has_a_switch(monkeypatch, eager_calls):
     monkeypatch.setenv("FLATVEC_EAGER_TIER", "0")
     res = flatvec.minimize(lambda x: _rosen(x), _x0(), "lbfgs", max_iter=SHORT)
     assert res.nit == SHORT and not eager_calls
+
+
+def test_a_host_run_whose_algebra_is_slow_switches_after_a_few_iterations(monkeypatch,
+                                                                          eager_calls):
+    """The rent of a host iteration is half its measured time outside the objective (before a
+    compiled iteration of the kind is measured): 20 ms of algebra an iteration against a
+    set-up of 0.1 s switches after some 10 iterations, not after the default rent's 50."""
+    import time
+
+    monkeypatch.setattr(tiers, "COMPILE_SECONDS", 0.1)
+    monkeypatch.setattr(tiers, "HOST_START_SECONDS", 0.0)
+    original = CompiledLoop._one_step
+
+    def slow_algebra(self, carry, rule):
+        result = original(self, carry, rule)
+        if isinstance(carry.state.x, np.ndarray):
+            time.sleep(0.02)  # outside the objective's functions
+        return result
+
+    monkeypatch.setattr(CompiledLoop, "_one_step", slow_algebra)
+    res = flatvec.minimize(lambda x: _valley(x), _x0(50), "lbfgs", max_iter=40, gtol=0.0,
+                           ftol=0.0)
+    assert res.nit == 40
+    assert tiers.MEASURED_ITERATIONS <= sum(eager_calls) <= 15  # default rent 2 ms: 50
