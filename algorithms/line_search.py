@@ -220,6 +220,29 @@ def quadratic_minimizer(
     return ops.where(ok, t, ops.constant(float("nan"), t.dtype))
 
 
+def search_on_host(ops: scalar_ops.ScalarOps, start: Callable[..., Any],
+                   trial: Callable[[Any], Any], restarts: Callable[[Any], Any],
+                   finish: Callable[[Any], Any], g: tf.Tensor, d: tf.Tensor, step0: Any,
+                   fallback: tuple[Any, Any, Any] | None, budget: int) -> Any:
+    """A Wolfe search's trials as a Python loop on host scalars (the eager tier), where the
+    compiled loop runs them in a ``tf.while_loop``: ``start(direction, slope, step, nfev,
+    restarted)`` the search's state, ``trial(state)`` the state after evaluating its next
+    trial, ``restarts(state)`` whether it starts again along ``fallback`` (direction, first
+    trial, may restart), ``finish(state)`` the result; at most ``budget`` trials."""
+    with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
+        s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
+                  ops.constant(False, tf.bool))
+        for _ in range(budget):
+            if s.done:
+                break
+            s = trial(s)
+            if fallback is not None and restarts(s):
+                fallback_d, fallback_step0, _ = fallback
+                s = start(fallback_d, ops.value(dot(g, fallback_d)), ops.value(fallback_step0),
+                          s.nfev, ops.constant(True, tf.bool))
+        return finish(s)
+
+
 class Restarted(NamedTuple):
     """A line search result and whether it came from the fallback direction."""
 

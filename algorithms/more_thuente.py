@@ -36,12 +36,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from flatvec.scalar_ops import TRACED, ScalarOps, for_context
 
-from .line_search import LineSearchResult, check_wolfe_options, dot
+from .line_search import LineSearchResult, check_wolfe_options, dot, search_on_host
 
 __all__ = ["ExtraCondition", "MoreThuente"]
 
@@ -352,18 +351,9 @@ class MoreThuente:
 
         budget = self.max_evals * (1 if fallback is None else 2)
         if ops is not TRACED:  # a Python loop on host scalars
-            with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
-                s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
-                          false)
-                for _ in range(budget):
-                    if s.done:
-                        break
-                    s = trial(s)
-                    if fallback is not None and self._restart(ops, s, f0, fallback):
-                        fallback_d, fallback_step0, _ = fallback
-                        s = start(fallback_d, ops.value(dot(g, fallback_d)),
-                                  ops.value(fallback_step0), s.nfev, true)
-                return self._result(ops, x, f0, g, s)
+            return search_on_host(
+                ops, start, trial, lambda s: self._restart(ops, s, f0, fallback),
+                lambda s: self._result(ops, x, f0, g, s), g, d, step0, fallback, budget)
 
         def body(packed: _Packed) -> tuple[_Packed]:
             after = trial(_unpack(packed))

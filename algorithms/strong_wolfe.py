@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from flatvec.scalar_ops import TRACED, ScalarOps, for_context
@@ -42,6 +41,7 @@ from .line_search import (
     dot,
     machine_eps,
     quadratic_minimizer,
+    search_on_host,
 )
 
 __all__ = ["StrongWolfe"]
@@ -265,18 +265,9 @@ class StrongWolfe:
 
         budget = self.max_evals * (1 if fallback is None else 2)
         if ops is not TRACED:  # a Python loop on host scalars
-            with np.errstate(all="ignore"):  # the formulas meet inf and NaN on purpose
-                s = start(d, ops.value(dot(g, d)), ops.value(step0), ops.constant(0, tf.int32),
-                          false)
-                for _ in range(budget):
-                    if s.done:
-                        break
-                    s = trial(s)
-                    if fallback is not None and restarts(s):
-                        fallback_d, fallback_step0, _ = fallback
-                        s = start(fallback_d, ops.value(dot(g, fallback_d)),
-                                  ops.value(fallback_step0), s.nfev, true)
-                return _result(ops, x, f0, g, zero, s)
+            return search_on_host(ops, start, trial, restarts,
+                                  lambda s: _result(ops, x, f0, g, zero, s), g, d, step0,
+                                  fallback, budget)
 
         def body(s: _Loop) -> tuple[_Loop]:
             after = trial(s)
