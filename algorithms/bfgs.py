@@ -88,8 +88,7 @@ class BFGSDirection(Direction):
         gamma = unit_step_scale(g) if self.scale_h0 else ops.tensor(ops.constant(1.0, x.dtype),
                                                                    x.dtype)
         f_prev = ops.value(f) + 0.5 * ops.value(vector_ops.norm(g))
-        return BFGSMemory(gamma * _eye_like(x), gamma, ops.tensor(ops.constant(False, tf.bool),
-                                                                  tf.bool),
+        return BFGSMemory(gamma * _eye_like(x), gamma, ops.zeros([], tf.bool),
                           ops.tensor(f_prev, x.dtype))
 
     def propose(self, mem: BFGSMemory, x: tf.Tensor, f: tf.Tensor, g: tf.Tensor,

@@ -126,14 +126,16 @@ def is_finite(f: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
     return tf.math.is_finite(f) & tf.reduce_all(tf.math.is_finite(g))
 
 
-def finite_trial(f: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
+def finite_trial(f: tf.Tensor, slope: tf.Tensor,
+                 ops: scalar_ops.ScalarOps = scalar_ops.TRACED) -> tf.Tensor:
     """True when a trial's value ``f`` and its slope ``slope = g'd`` are finite.
 
     Stands for :func:`is_finite` of ``f`` and ``g`` without a pass over ``g``: an infinite or
     NaN entry of ``g`` makes ``g'd`` NaN or infinite (times a zero entry of ``d`` too:
     ``inf * 0`` is NaN). A slope that overflows from finite entries counts as not finite,
-    which a line search treats like any failed trial (it steps back)."""
-    return tf.math.is_finite(f) & tf.math.is_finite(slope)
+    which a line search treats like any failed trial (it steps back). ``ops`` as for
+    :func:`cubic_minimizer`."""
+    return ops.isfinite(f) & ops.isfinite(slope)
 
 
 def unit_step_scale(g: tf.Tensor) -> tf.Tensor:

@@ -131,10 +131,9 @@ class Direction:
 
 def _no_step(x: tf.Tensor, f: tf.Tensor, g: tf.Tensor) -> Restarted:
     ops = scalar_ops.for_context()  # (on the host: NumPy fields)
-    none = ops.tensor(ops.constant(0, tf.int32), tf.int32)
-    false = ops.tensor(ops.constant(False, tf.bool), tf.bool)
-    return Restarted(LineSearchResult(ops.tensor(ops.constant(0.0, x.dtype), x.dtype), x, f, g,
-                                      none, false), false, none)
+    none, false = ops.zeros([], tf.int32), ops.zeros([], tf.bool)
+    return Restarted(LineSearchResult(ops.zeros([], x.dtype), x, f, g, none, false), false,
+                     none)
 
 
 class LineSearchMethod(Algorithm):

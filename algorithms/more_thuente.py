@@ -40,7 +40,13 @@ import tensorflow as tf
 
 from flatvec.scalar_ops import TRACED, ScalarOps, for_context
 
-from .line_search import LineSearchResult, check_wolfe_options, dot, search_on_host
+from .line_search import (
+    LineSearchResult,
+    check_wolfe_options,
+    dot,
+    finite_trial,
+    search_on_host,
+)
 
 __all__ = ["ExtraCondition", "MoreThuente"]
 
@@ -303,7 +309,7 @@ class MoreThuente:
             fa, ga = oracle(x + s.dirn * a)
             fa = ops.value(fa)
             p = _End(a, fa, ops.value(dot(ga, s.dirn)))
-            finite = ops.isfinite(fa) & ops.isfinite(p.d)  # finite_trial, on ops
+            finite = finite_trial(fa, p.d, ops)
             gtest = c1 * s.d0
             armijo = finite & (fa <= f0 + a * gtest)
             stage2 = s.stage2 | (armijo & (p.d >= 0))

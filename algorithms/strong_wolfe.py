@@ -39,6 +39,7 @@ from .line_search import (
     check_wolfe_options,
     cubic_minimizer,
     dot,
+    finite_trial,
     machine_eps,
     quadratic_minimizer,
     search_on_host,
@@ -222,7 +223,7 @@ class StrongWolfe:
             fa, ga = oracle(xa)
             fa = ops.value(fa)
             da = ops.value(dot(ga, d))
-            finite = ops.isfinite(fa) & ops.isfinite(da)  # finite_trial, on ops
+            finite = finite_trial(fa, da, ops)
             armijo = finite & (fa <= f0 + c1 * a * d0)
             # Slope sign relative to the far end (or forward, before bracketing): >= 0 means
             # a minimizer lies between the best point and this trial.
